@@ -1,0 +1,54 @@
+import type { DatabaseSecret } from '../secret.ts';
+import type { Sealed } from '../sealed.ts';
+
+/** The credential a target acts with: an admin (from `masterarn`) or the user's own login. */
+export type Login = DatabaseSecret;
+
+/**
+ * A system whose credentials rekey rotates (a database, a provider). One file per implementation,
+ * one contract (test/contracts/target.contract.ts) for all. Every method:
+ * - quotes identifiers and literals itself (hostile names are normal input) or refuses them with a
+ *   ValidationError before any SQL is sent;
+ * - throws TargetError whose message names identifiers only; a driver error is kept as a redacted cause;
+ * - never logs, and never puts a password in SQL text the server could log where the engine allows.
+ */
+export interface Target {
+  readonly engines: readonly string[];
+  /** Throws ValidationError when `username` (or its `_clone`, for alternating) cannot exist on this engine. */
+  validateUsername(username: string, options: { alternating: boolean }): void;
+  /**
+   * Make `password` the password of `username` on every host the user exists for.
+   * `via.admin` when the secret has one; otherwise the user changes its own password and `via.self`
+   * lists logins to try in order (current, then the unresolved pending: never strand a password).
+   */
+  setPassword(
+    on: Login,
+    username: string,
+    password: Sealed<string>,
+    via: { admin?: Login; self?: Login[] },
+  ): Promise<void>;
+  /**
+   * Alternating strategy: make sure `clone` exists and acts as `original` — PostgreSQL: member of
+   * the original role with `SET ROLE original`; MySQL/MariaDB: same hosts, grants and REQUIRE
+   * clauses as the original (additions and removals). Idempotent. Never changes `original`.
+   */
+  syncClone(admin: Login, original: string, clone: string): Promise<void>;
+  /** Log in with `login` and run a check query; throws TargetError('LOGIN_FAILED') when refused. */
+  verify(login: Login): Promise<void>;
+  /** True when `login` is accepted; false when refused for its credentials; throws when unreachable. */
+  canLogIn(login: Login): Promise<boolean>;
+  /** End sessions of `username` (those started before `startedBefore`, when given). Returns how many. */
+  endSessions(
+    on: Login,
+    username: string,
+    via: { admin?: Login; self?: Login[] },
+    options?: { startedBefore?: Date },
+  ): Promise<number>;
+  /** Release pooled connections. */
+  close(): Promise<void>;
+}
+
+export interface TargetRegistry {
+  forEngine(engine: string): Target;
+  close(): Promise<void>;
+}

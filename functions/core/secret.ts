@@ -1,0 +1,121 @@
+import { z } from 'zod';
+import { ValidationError } from './errors.ts';
+import { Sealed } from './sealed.ts';
+import { parseDuration } from './duration.ts';
+
+/** Engines as AWS's rotation templates spell them, mapped to rekey's targets. */
+const ENGINE_ALIASES: Record<string, DatabaseEngine> = {
+  postgres: 'postgres',
+  postgresql: 'postgres',
+  'aurora-postgresql': 'postgres',
+  mysql: 'mysql',
+  'aurora-mysql': 'mysql',
+  aurora: 'mysql',
+  mariadb: 'mariadb',
+};
+
+export type DatabaseEngine = 'postgres' | 'mysql' | 'mariadb';
+export type Strategy = 'single' | 'alternating';
+
+const valueSchema = z
+  .object({
+    engine: z.string(),
+    host: z.string().min(1).max(255),
+    port: z.coerce.number().int().min(1).max(65535).optional(),
+    username: z.string().min(1),
+    password: z.string().min(1),
+    dbname: z.string().min(1).optional(),
+    masterarn: z.string().min(1).optional(),
+    ssl: z.boolean().optional(),
+  })
+  .loose();
+
+/** A database credential as stored (JSON compatible with AWS's rotation templates). */
+export interface DatabaseSecret {
+  engine: DatabaseEngine;
+  host: string;
+  port: number;
+  username: string;
+  password: Sealed<string>;
+  dbname?: string;
+  masterarn?: string;
+  ssl?: boolean;
+  /** Fields rekey does not know, kept as they were. */
+  extra: Record<string, unknown>;
+}
+
+const DEFAULT_PORTS: Record<DatabaseEngine, number> = { postgres: 5432, mysql: 3306, mariadb: 3306 };
+
+/** Parse a stored value. Errors name the field, never echo the value. */
+export function parseDatabaseSecret(json: Sealed<string>, secretId: string): DatabaseSecret {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json.reveal());
+  } catch {
+    throw new ValidationError(`secret ${secretId} is not valid JSON`, 'SECRET_INVALID');
+  }
+  const parsed = valueSchema.safeParse(raw);
+  if (!parsed.success) {
+    const fields = [...new Set(parsed.error.issues.map((issue) => issue.path.join('.') || '(root)'))].join(', ');
+    throw new ValidationError(`secret ${secretId} has invalid or missing fields: ${fields}`, 'SECRET_INVALID');
+  }
+  const { engine: engineName, host, port, username, password, dbname, masterarn, ssl, ...extra } = parsed.data;
+  const engine = ENGINE_ALIASES[engineName.toLowerCase()];
+  if (!engine) throw new ValidationError(`secret ${secretId} has unsupported engine "${engineName}"`, 'SECRET_INVALID');
+  return {
+    engine,
+    host,
+    port: port ?? DEFAULT_PORTS[engine],
+    username,
+    password: new Sealed(password),
+    ...(dbname !== undefined ? { dbname } : {}),
+    ...(masterarn !== undefined ? { masterarn } : {}),
+    ...(ssl !== undefined ? { ssl } : {}),
+    extra,
+  };
+}
+
+export function serializeDatabaseSecret(secret: DatabaseSecret, engineSpelling?: string): Sealed<string> {
+  const { extra, password, engine, ...rest } = secret;
+  return new Sealed(JSON.stringify({ ...extra, ...rest, engine: engineSpelling ?? engine, password: password.reveal() }));
+}
+
+export const CLONE_SUFFIX = '_clone';
+
+/** The other user of an alternating pair, as AWS's alternating template names it. */
+export function alternateUsername(username: string): string {
+  return username.endsWith(CLONE_SUFFIX) ? username.slice(0, -CLONE_SUFFIX.length) : username + CLONE_SUFFIX;
+}
+
+/** The original (owner) user of an alternating pair. */
+export function baseUsername(username: string): string {
+  return username.endsWith(CLONE_SUFFIX) ? username.slice(0, -CLONE_SUFFIX.length) : username;
+}
+
+export const TAG = {
+  managed: 'rekey:managed',
+  strategy: 'rekey:strategy',
+  environment: 'rekey:environment',
+  owner: 'rekey:owner',
+  maxAge: 'rekey:max-age',
+  grace: 'rekey:grace',
+  lastOutcome: 'rekey:last-outcome',
+  lastOutcomeAt: 'rekey:last-outcome-at',
+} as const;
+
+export function strategyOf(secret: DatabaseSecret, tags: Record<string, string>): Strategy {
+  const tagged = tags[TAG.strategy];
+  if (tagged === undefined) return secret.masterarn ? 'alternating' : 'single';
+  if (tagged !== 'single' && tagged !== 'alternating') {
+    throw new ValidationError(`tag ${TAG.strategy} must be single or alternating`);
+  }
+  return tagged;
+}
+
+export function graceOf(tags: Record<string, string>): number {
+  return tags[TAG.grace] === undefined ? 0 : parseDuration(tags[TAG.grace]!, `tag ${TAG.grace}`);
+}
+
+export function maxAgeOf(tags: Record<string, string>): number | undefined {
+  return tags[TAG.maxAge] === undefined ? undefined : parseDuration(tags[TAG.maxAge]!, `tag ${TAG.maxAge}`);
+}
