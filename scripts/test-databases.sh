@@ -44,6 +44,8 @@ as_user() {
 start() {
   ensure_binaries
   mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+  # As root the servers run as their service users, who must traverse DIR (mktemp -d makes it 0700).
+  [[ $(id -u) -eq 0 ]] && chmod 711 "$dir"
   [[ -e "$dir/env" ]] && die "$dir/env exists: servers may already run there (stop them first)"
   local bin; bin=$(pg_bin)
   local pg_user=postgres my_user=mysql

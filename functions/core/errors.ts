@@ -86,3 +86,10 @@ export function publicError(error: unknown): { code: string; message: string } {
   }
   return { code: 'INTERNAL', message: 'internal error' };
 }
+
+/** A webhook whose signature, token or timestamp does not check out. */
+export class AuthError extends RekeyError {
+  constructor(message: string) {
+    super('UNAUTHORIZED', message);
+  }
+}

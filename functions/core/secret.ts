@@ -101,7 +101,16 @@ export const TAG = {
   grace: 'rekey:grace',
   lastOutcome: 'rekey:last-outcome',
   lastOutcomeAt: 'rekey:last-outcome-at',
+  /** Set on an admin secret (another secret's masterarn): its leak is riskier. */
+  privileged: 'rekey:privileged',
+  /** Set by whoever deploys rekey on the admin secrets it may read (IAM grants reads on it). */
+  admin: 'rekey:admin',
 } as const;
+
+/** An admin credential: its leak is riskier. */
+export function isPrivileged(tags: Record<string, string>): boolean {
+  return tags[TAG.privileged] === 'true' || tags[TAG.admin] === 'true';
+}
 
 export function strategyOf(secret: DatabaseSecret, tags: Record<string, string>): Strategy {
   const tagged = tags[TAG.strategy];
@@ -112,10 +121,20 @@ export function strategyOf(secret: DatabaseSecret, tags: Record<string, string>)
   return tagged;
 }
 
+/** How long AWSPREVIOUS keeps working after a scheduled rotation, when `rekey:grace` is not set. */
+export const DEFAULT_GRACE_MS = 3_600_000;
+
 export function graceOf(tags: Record<string, string>): number {
-  return tags[TAG.grace] === undefined ? 0 : parseDuration(tags[TAG.grace]!, `tag ${TAG.grace}`);
+  return tags[TAG.grace] === undefined ? DEFAULT_GRACE_MS : parseDuration(tags[TAG.grace]!, `tag ${TAG.grace}`);
 }
 
 export function maxAgeOf(tags: Record<string, string>): number | undefined {
   return tags[TAG.maxAge] === undefined ? undefined : parseDuration(tags[TAG.maxAge]!, `tag ${TAG.maxAge}`);
+}
+
+const PRODUCTION = new Set(['prod', 'production']);
+
+/** `rekey:environment` = prod (or production): manual rotations need a reason. */
+export function isProduction(tags: Record<string, string>): boolean {
+  return PRODUCTION.has((tags[TAG.environment] ?? '').trim().toLowerCase());
 }

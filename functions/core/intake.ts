@@ -1,0 +1,68 @@
+import type { Scanner, ScannerRequest } from './ports/scanner.ts';
+import type { DeliveryLog, LeakQueue } from './ports/leak-queue.ts';
+import type { Logger } from './ports/logger.ts';
+import { AuthError, PayloadError, isRekeyError } from './errors.ts';
+import { leakTask } from './remediation.ts';
+import { MAX_BODY_BYTES } from './leak.ts';
+
+const REPLAY_WINDOW_MS = 7 * 24 * 3_600_000;
+
+export interface IntakeDeps {
+  scanners: ReadonlyMap<string, Scanner>;
+  knownScanners: ReadonlySet<string>;
+  queue: LeakQueue;
+  deliveries: DeliveryLog;
+  indexKey: Buffer;
+  logger: Logger;
+  now: () => Date;
+}
+
+export interface IntakeReply {
+  status: 202 | 400 | 401 | 404 | 409 | 413 | 415 | 503;
+  body: { message: string; deliveryId?: string; accepted?: number };
+}
+
+/**
+ * One webhook delivery, transport-neutral (the Lambda and `rekey serve` both call this):
+ * size → scanner → content type → verify the raw bytes (constant time) → parse → de-duplicate →
+ * fingerprint → enqueue. Replies never echo the body or an internal error.
+ */
+export async function acceptDelivery(deps: IntakeDeps, scannerName: string, request: Omit<ScannerRequest, 'now'>): Promise<IntakeReply> {
+  if (!deps.knownScanners.has(scannerName)) return { status: 404, body: { message: 'unknown scanner' } };
+  if (request.body.length > MAX_BODY_BYTES) return { status: 413, body: { message: 'body larger than 1 MiB' } };
+  const scanner = deps.scanners.get(scannerName);
+  if (!scanner) return { status: 503, body: { message: `the ${scannerName} webhook is not configured on this deployment` } };
+  const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (!ACCEPTED_TYPES.has(contentType)) return { status: 415, body: { message: 'content type must be application/json (or x-ndjson for trufflehog)' } };
+  const now = deps.now();
+  const full: ScannerRequest = { ...request, now };
+  try {
+    scanner.verify(full);
+  } catch (error) {
+    if (error instanceof AuthError) {
+      deps.logger.warn('webhook refused', { scanner: scannerName, reason: error.message });
+      return { status: 401, body: { message: 'signature or token missing or invalid' } };
+    }
+    throw error;
+  }
+  let parsed;
+  try {
+    parsed = scanner.parse(full);
+  } catch (error) {
+    if (error instanceof PayloadError) {
+      deps.logger.warn('webhook payload refused', { scanner: scannerName, reason: error.message });
+      return { status: 400, body: { message: `malformed ${scannerName} payload: ${error.message}` } };
+    }
+    deps.logger.error('webhook parser failed', { scanner: scannerName, code: isRekeyError(error) ? error.code : 'INTERNAL' });
+    return { status: 400, body: { message: `malformed ${scannerName} payload` } };
+  }
+  if (!(await deps.deliveries.claim(scannerName, parsed.deliveryId, REPLAY_WINDOW_MS))) {
+    return { status: 409, body: { message: 'delivery already received', deliveryId: parsed.deliveryId } };
+  }
+  const tasks = parsed.reports.map((report) => leakTask(deps.indexKey, parsed.deliveryId, report, now));
+  if (tasks.length) await deps.queue.enqueue(tasks);
+  deps.logger.info('webhook accepted', { scanner: scannerName, deliveryId: parsed.deliveryId, reports: tasks.length, ...(parsed.ignored ? { ignored: parsed.ignored } : {}) });
+  return { status: 202, body: { message: parsed.ignored ? `accepted, nothing to do: ${parsed.ignored}` : 'accepted', deliveryId: parsed.deliveryId, accepted: tasks.length } };
+}
+
+const ACCEPTED_TYPES = new Set(['application/json', 'application/x-ndjson', 'application/jsonl']);

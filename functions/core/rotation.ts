@@ -1,0 +1,242 @@
+import type { CoreDeps } from './deps.ts';
+import { actingAs, loadAdmin, loadSecret, loadVersion, type LoadedSecret } from './credentials.ts';
+import { NotFoundError, RekeyError, RotationInProgressError, TargetError, ValidationError, publicError } from './errors.ts';
+import { DETAIL_TYPE, actionFields, emit, type ActionContext } from './events.ts';
+import { generatePassword, passwordPolicyFromTags } from './password.ts';
+import { STAGE } from './ports/secret-store.ts';
+import { TAG, alternateUsername, baseUsername, isPrivileged, parseDatabaseSecret } from './secret.ts';
+
+export type RotationStep = 'createSecret' | 'setSecret' | 'testSecret' | 'finishSecret';
+export const ROTATION_STEPS: readonly RotationStep[] = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'];
+
+/** Why and by whom: trigger, actor (the audit trail's "who"), reason, and the batch it belongs to. */
+export type RotationRequest = ActionContext;
+
+export interface RotationResult {
+  secretId: string;
+  versionId: string;
+  previousVersionId: string;
+  strategy: string;
+  username: string;
+  /** True when this run finished a rotation an earlier run left pending (after a crash). */
+  resumed: boolean;
+  durationMs: number;
+}
+
+/**
+ * Rotation in Secrets Manager's four steps, each idempotent by version id (the
+ * ClientRequestToken), so AWS's replays and a rerun after a crash are both safe:
+ *
+ *   createSecret  store a new value as AWSPENDING before the target is touched (never strand a password)
+ *   setSecret     make the pending credential valid on the target
+ *   testSecret    log in with it and run a check query
+ *   finishSecret  move AWSCURRENT to it (Secrets Manager semantics move AWSPREVIOUS along)
+ */
+export class RotationEngine {
+  constructor(private readonly deps: CoreDeps) {}
+
+  /** Runs the four steps under the secret's lock; resumes a pending version left by a crashed run. */
+  async rotate(secretId: string, request: RotationRequest): Promise<RotationResult> {
+    const outcome = await this.deps.lock.tryWithLock(secretId, () => this.rotateLocked(secretId, request));
+    if (!outcome.acquired) throw new RotationInProgressError(secretId, 'another process holds its lock');
+    return outcome.value;
+  }
+
+  private async rotateLocked(secretId: string, request: RotationRequest): Promise<RotationResult> {
+    const started = performance.now();
+    const description = await this.deps.store.describeSecret(secretId);
+    const pending = description.versions.find((v) => v.stages.includes(STAGE.pending));
+    let versionId: string;
+    let resumed = false;
+    if (pending && pending.stages.includes(STAGE.current)) {
+      // A crash inside finishSecret: AWSCURRENT moved, the pending label stayed. Tidy and rotate anew.
+      await this.deps.store.updateVersionStage(secretId, STAGE.pending, { removeFromVersionId: pending.versionId });
+      versionId = this.deps.newVersionId();
+    } else if (pending) {
+      versionId = pending.versionId;
+      resumed = true;
+    } else {
+      versionId = this.deps.newVersionId();
+    }
+    const context: RotationRequest = { ...request };
+    const previousVersionId = description.versions.find((v) => v.stages.includes(STAGE.current))?.versionId ?? '';
+    for (const step of ROTATION_STEPS) await this.runStep(step, secretId, versionId, context);
+    const pendingValue = await loadVersion(this.deps, secretId, { versionId });
+    const loaded = await loadSecret(this.deps, secretId);
+    return {
+      secretId,
+      versionId,
+      previousVersionId,
+      strategy: loaded.strategy,
+      username: pendingValue.value.username,
+      resumed,
+      durationMs: Math.round(performance.now() - started),
+    };
+  }
+
+  /**
+   * One step, with events: Rotation Started when a version is created, Succeeded when it becomes
+   * current, Failed (then rethrown) on any error. The AWS rotation handler calls this per step.
+   */
+  async runStep(step: RotationStep, secretId: string, versionId: string, request: RotationRequest): Promise<void> {
+    const started = performance.now();
+    const base = { secretId, versionId, ...actionFields(request) };
+    try {
+      if (step === 'createSecret') {
+        const created = await this.createSecret(secretId, versionId);
+        if (created) await emit(this.deps, DETAIL_TYPE.rotationStarted, { ...base, step, strategy: created.strategy });
+      } else if (step === 'setSecret') {
+        await this.setSecret(secretId, versionId);
+      } else if (step === 'testSecret') {
+        await this.testSecret(secretId, versionId);
+      } else {
+        const promoted = await this.finishSecret(secretId, versionId);
+        if (promoted) {
+          await this.recordOutcome(secretId, 'succeeded');
+          await emit(this.deps, DETAIL_TYPE.rotationSucceeded, { ...base, step, strategy: promoted.strategy, durationMs: promoted.rotationMs });
+        }
+      }
+      this.deps.logger.info('rotation step done', { secretId, versionId, step, ms: Math.round(performance.now() - started) });
+    } catch (error) {
+      const safe = publicError(error);
+      this.deps.logger.warn('rotation step failed', { secretId, versionId, step, error: safe });
+      await this.recordOutcome(secretId, 'failed', safe.code);
+      await emit(this.deps, DETAIL_TYPE.rotationFailed, { ...base, step, durationMs: Math.round(performance.now() - started), error: safe });
+      throw error;
+    }
+  }
+
+  /** Returns the strategy when it created the pending version, undefined on a replay. */
+  async createSecret(secretId: string, versionId: string): Promise<{ strategy: string } | undefined> {
+    const loaded = await loadSecret(this.deps, secretId);
+    const mine = loaded.description.versions.find((v) => v.versionId === versionId);
+    if (mine?.stages.includes(STAGE.current)) return undefined;
+    // On AWS, RotateSecret creates the AWSPENDING version without a value before calling us:
+    // a pending version is a replay only when its value is already stored.
+    if (mine?.stages.includes(STAGE.pending) && (await this.hasValue(secretId, versionId))) return undefined;
+    const other = loaded.description.versions.find((v) => v.stages.includes(STAGE.pending) && v.versionId !== versionId);
+    if (other) {
+      throw new RotationInProgressError(secretId, `AWSPENDING is on version ${other.versionId}; run \`rekey rotate ${secretId}\` to finish it`);
+    }
+    const { current, strategy } = loaded;
+    if (strategy === 'alternating' && !current.masterarn) {
+      throw new ValidationError(`secret ${secretId} uses the alternating strategy, which needs "masterarn" (the admin secret)`);
+    }
+    const username = strategy === 'alternating' ? alternateUsername(current.username) : current.username;
+    this.deps.targets.forEngine(current.engine).validateUsername(username, { alternating: strategy === 'alternating' });
+
+    const password = generatePassword(passwordPolicyFromTags(loaded.description.tags));
+    const currentValue = await this.deps.store.getSecretValue(secretId, { versionId: loaded.currentVersionId });
+    // Edit the stored JSON itself so fields rekey does not know (and the engine's spelling) survive.
+    const next = currentValue.value.map((json) => JSON.stringify({ ...JSON.parse(json), username, password: password.reveal() }));
+    await this.deps.store.putSecretValue(secretId, versionId, next, [STAGE.pending]);
+    return { strategy };
+  }
+
+  async setSecret(secretId: string, versionId: string): Promise<void> {
+    const { loaded, pending } = await this.loadPending(secretId, versionId);
+    if (!pending) return; // already current: nothing to do on a replay
+    const target = this.deps.targets.forEngine(pending.engine);
+    const admin = await loadAdmin(this.deps, pending);
+    if (pending.masterarn) await this.markPrivileged(pending.masterarn);
+    if (loaded.strategy === 'alternating') {
+      if (!admin) throw new ValidationError(`secret ${secretId} uses the alternating strategy, which needs "masterarn"`);
+      const original = baseUsername(loaded.current.username);
+      if (pending.username !== original) await target.syncClone(admin, original, pending.username);
+    }
+    // Without an admin the user changes its own password; the pending login is tried too, so a
+    // rerun after a crash inside this step finds the password already set.
+    await target.setPassword(pending, pending.username, pending.password, actingAs(admin, [loaded.current, pending]));
+  }
+
+  async testSecret(secretId: string, versionId: string): Promise<void> {
+    // RotateImmediately=false sends a lone testSecret for a pending version AWS made itself: with
+    // no value to test, the configuration test is that AWSCURRENT logs in through this function.
+    const version = (await this.hasAnyValue(secretId, versionId))
+      ? await loadVersion(this.deps, secretId, { versionId })
+      : await loadVersion(this.deps, secretId, { stage: STAGE.current });
+    const target = this.deps.targets.forEngine(version.value.engine);
+    const attempts = Math.max(1, this.deps.verifyAttempts);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await target.verify(version.value);
+        return;
+      } catch (error) {
+        const retry = error instanceof TargetError && (error.retryable || error.code === 'LOGIN_FAILED');
+        if (!retry || attempt >= attempts) throw error;
+        await sleep(this.deps.verifyBaseDelayMs * 2 ** (attempt - 1));
+      }
+    }
+  }
+
+  /** Returns the strategy and rotation time when it promoted the version, undefined on a replay. */
+  async finishSecret(secretId: string, versionId: string): Promise<{ strategy: string; rotationMs: number } | undefined> {
+    const loaded = await loadSecret(this.deps, secretId);
+    const mine = loaded.description.versions.find((v) => v.versionId === versionId);
+    let promoted: { strategy: string; rotationMs: number } | undefined;
+    if (loaded.currentVersionId !== versionId) {
+      if (!mine?.stages.includes(STAGE.pending)) {
+        throw new RekeyError('VERSION_NOT_PENDING', `version ${versionId} of ${secretId} is neither AWSPENDING nor AWSCURRENT`);
+      }
+      await this.deps.store.updateVersionStage(secretId, STAGE.current, {
+        moveToVersionId: versionId,
+        removeFromVersionId: loaded.currentVersionId,
+      });
+      promoted = { strategy: loaded.strategy, rotationMs: Math.max(0, this.deps.now().getTime() - mine.createdAt.getTime()) };
+    }
+    if (mine?.stages.includes(STAGE.pending)) {
+      await this.deps.store.updateVersionStage(secretId, STAGE.pending, { removeFromVersionId: versionId });
+    }
+    return promoted;
+  }
+
+  private async hasValue(secretId: string, versionId: string, stage: string | undefined = STAGE.pending): Promise<boolean> {
+    try {
+      await this.deps.store.getSecretValue(secretId, stage ? { versionId, stage } : { versionId });
+      return true;
+    } catch (error) {
+      if (error instanceof NotFoundError) return false;
+      throw error;
+    }
+  }
+
+  private hasAnyValue(secretId: string, versionId: string): Promise<boolean> {
+    return this.hasValue(secretId, versionId, undefined);
+  }
+
+  private async loadPending(secretId: string, versionId: string) {
+    const loaded: LoadedSecret = await loadSecret(this.deps, secretId);
+    if (loaded.currentVersionId === versionId) return { loaded, pending: undefined };
+    const version = await this.deps.store.getSecretValue(secretId, { versionId, stage: STAGE.pending });
+    return { loaded, pending: parseDatabaseSecret(version.value, secretId) };
+  }
+
+  /** An admin secret's leak is riskier: say so on it, once, so the risk scorer can see it. */
+  private async markPrivileged(adminSecretId: string): Promise<void> {
+    try {
+      const { tags } = await this.deps.store.describeSecret(adminSecretId);
+      if (isPrivileged(tags)) return;
+      await this.deps.store.tagSecret(adminSecretId, { [TAG.privileged]: 'true' });
+    } catch (error) {
+      // Bookkeeping only: on AWS the deployment marks admin secrets `rekey:admin=true` and IAM
+      // lets rekey tag nothing else on them, so a refusal here must not fail the rotation.
+      this.deps.logger.debug('could not mark the admin secret privileged', { secretId: adminSecretId, error: publicError(error) });
+    }
+  }
+
+  private async recordOutcome(secretId: string, outcome: 'succeeded' | 'failed', code?: string): Promise<void> {
+    try {
+      await this.deps.store.tagSecret(secretId, {
+        [TAG.lastOutcome]: code ? `${outcome} ${code}` : outcome,
+        [TAG.lastOutcomeAt]: this.deps.now().toISOString(),
+      });
+    } catch (error) {
+      // The outcome is bookkeeping; failing to record it must not turn a rotation into a failure.
+      this.deps.logger.warn('could not record rotation outcome', { secretId, error: publicError(error) });
+    }
+  }
+
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+

@@ -1,0 +1,26 @@
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { acceptDelivery, type IntakeDeps } from '#core/intake.ts';
+import { config } from '#runtime/config.ts';
+import { lambdaServices } from '#runtime/services.ts';
+import { lambdaLeakServices } from '#runtime/leak-services.ts';
+import { lambdaHandler, type HandlerOptions } from '#runtime/middleware.ts';
+
+/**
+ * HTTP API `POST /webhooks/{scanner}`: verify the raw bytes, parse, fingerprint, enqueue; answer
+ * 202/400/401/404/409/413/415. The body is never logged or echoed.
+ */
+export const createHandler = (options: Partial<HandlerOptions> & { intake?: () => Promise<IntakeDeps> } = {}) => {
+  const intake = options.intake ?? (async () => (await lambdaLeakServices(options.services ?? lambdaServices, config)).intake);
+  return lambdaHandler<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>(
+    'leak-webhook',
+    async (event) => {
+      const body = event.body === undefined ? Buffer.alloc(0) : Buffer.from(event.body, event.isBase64Encoded ? 'base64' : 'utf8');
+      const headers = Object.fromEntries(Object.entries(event.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+      const reply = await acceptDelivery(await intake(), event.pathParameters?.scanner ?? '', { body, headers });
+      return { statusCode: reply.status, headers: { 'content-type': 'application/json' }, body: JSON.stringify(reply.body) };
+    },
+    { errors: 'return', ...options },
+  );
+};
+
+export const handler = createHandler();

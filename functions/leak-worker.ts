@@ -1,0 +1,41 @@
+import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { remediateBurst, type LeakDeps, type LeakTask } from '#core/remediation.ts';
+import { config } from '#runtime/config.ts';
+import { lambdaServices } from '#runtime/services.ts';
+import { lambdaLeakServices } from '#runtime/leak-services.ts';
+import { lambdaHandler, type HandlerOptions } from '#runtime/middleware.ts';
+
+/**
+ * SQS batch of leak tasks → match → highest risk first → rotate, revoke, ticket. A task whose
+ * remediation failed is reported back (partial batch failure) so SQS retries only it; a message
+ * that is not a task is dropped with a log line (retrying it cannot help).
+ */
+export const createHandler = (options: Partial<HandlerOptions> & { leak?: () => Promise<LeakDeps> } = {}) => {
+  const getLeak = options.leak ?? (async () => (await lambdaLeakServices(options.services ?? lambdaServices, config)).leak);
+  return lambdaHandler<SQSEvent, SQSBatchResponse>(
+    'leak-worker',
+    async (event, { logger }) => {
+      const leak = await getLeak();
+      const byTask = new Map<LeakTask, string>();
+      for (const record of event.Records ?? []) {
+        try {
+          const task = JSON.parse(record.body) as LeakTask;
+          if (typeof task?.deliveryId !== 'string' || typeof task.report?.sourceId !== 'string' || !Array.isArray(task.fingerprints)) throw new Error('shape');
+          byTask.set(task, record.messageId);
+        } catch {
+          logger.error('dropped a queue message that is not a leak task', { messageId: record.messageId });
+        }
+      }
+      const results = await remediateBurst(leak, [...byTask.keys()]);
+      const failed = new Set(results.filter((r) => r.error).map((r) => `${r.deliveryId}\u0000${r.sourceId}`));
+      return {
+        batchItemFailures: [...byTask.entries()]
+          .filter(([task]) => failed.has(`${task.deliveryId}\u0000${task.report.sourceId}`))
+          .map(([, messageId]) => ({ itemIdentifier: messageId })),
+      };
+    },
+    { errors: 'throw', ...options },
+  );
+};
+
+export const handler = createHandler();

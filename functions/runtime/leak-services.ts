@@ -1,0 +1,104 @@
+import { join } from 'node:path';
+import { Octokit } from '@octokit/rest';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { LeakDeps, LeakTask, RemediationResult } from '#core/remediation.ts';
+import { remediateBurst } from '#core/remediation.ts';
+import type { IntakeDeps } from '#core/intake.ts';
+import type { LeakQueue, DeliveryLog } from '#core/ports/leak-queue.ts';
+import type { TicketSystem } from '#core/ports/tickets.ts';
+import type { AlertApi } from '#core/ports/alert-api.ts';
+import { ConfigError } from '#core/errors.ts';
+import { scannerRegistry, KNOWN_SCANNERS } from '#adapters/scanners/registry.ts';
+import { GitHubIssuesTickets } from '#adapters/ticketing/github-issues.ts';
+import { LocalFileTickets } from '#adapters/ticketing/local.ts';
+import { GitHubAlertApi } from '#adapters/alerts/github.ts';
+import { SqsLeakQueue } from '#adapters/queues/sqs.ts';
+import { InProcessLeakQueue } from '#adapters/queues/in-process.ts';
+import { LocalDeliveryLog } from '#adapters/deliveries/local-files.ts';
+import { DynamoDeliveryLog } from '#adapters/deliveries/dynamodb.ts';
+import type { Config } from './config.ts';
+import type { Services } from './services.ts';
+
+export interface LeakServices {
+  leak: LeakDeps;
+  intake: IntakeDeps;
+  /** Present locally: the in-process queue whose worker remediates as deliveries arrive. */
+  localQueue?: InProcessLeakQueue;
+}
+
+export interface LeakOverrides {
+  tickets?: TicketSystem;
+  alerts?: AlertApi;
+  queue?: LeakQueue;
+  deliveries?: DeliveryLog;
+  onResult?: (result: RemediationResult) => void;
+}
+
+/** Adds the leak path to the core services: scanners, tickets, the scanner API, queue and replay log. */
+export function buildLeakServices(services: Services, config: Config, overrides: LeakOverrides = {}): LeakServices {
+  const octokit = config.GITHUB_TOKEN ? new Octokit({ auth: config.GITHUB_TOKEN, baseUrl: config.GITHUB_API_URL }) : undefined;
+  let tickets = overrides.tickets;
+  if (!tickets && octokit && config.REKEY_TICKETS_REPO) tickets = new GitHubIssuesTickets({ octokit, repo: config.REKEY_TICKETS_REPO });
+  if (!tickets && services.storeDir) tickets = new LocalFileTickets({ file: join(services.storeDir, 'tickets.json') });
+  if (!tickets) throw new ConfigError('REKEY_TICKETS_REPO and GITHUB_TOKEN must be set on AWS: leak tickets need somewhere to go');
+  const alerts = overrides.alerts ?? (octokit ? new GitHubAlertApi({ octokit }) : undefined);
+  const leak: LeakDeps = {
+    ...services.deps,
+    rotation: services.rotation,
+    index: services.index,
+    indexKey: services.indexKey,
+    tickets,
+    ...(alerts ? { alerts } : {}),
+  };
+
+  let queue = overrides.queue;
+  let localQueue: InProcessLeakQueue | undefined;
+  if (!queue && config.REKEY_LEAK_QUEUE_URL) {
+    queue = new SqsLeakQueue({ client: new SQSClient(config.AWS_REGION ? { region: config.AWS_REGION } : {}), queueUrl: config.REKEY_LEAK_QUEUE_URL });
+  }
+  if (!queue) {
+    if (!services.storeDir) throw new ConfigError('REKEY_LEAK_QUEUE_URL must be set on AWS');
+    localQueue = new InProcessLeakQueue(
+      (tasks: LeakTask[]) => remediateBurst(leak, tasks),
+      overrides.onResult,
+      (error) => services.deps.logger.error('leak worker failed', { code: (error as { code?: string }).code ?? 'INTERNAL' }),
+    );
+    queue = localQueue;
+  }
+  let deliveries = overrides.deliveries;
+  if (!deliveries && config.REKEY_DELIVERIES_TABLE) {
+    deliveries = new DynamoDeliveryLog({ client: new DynamoDBClient(config.AWS_REGION ? { region: config.AWS_REGION } : {}), tableName: config.REKEY_DELIVERIES_TABLE });
+  }
+  if (!deliveries) {
+    if (!services.storeDir) throw new ConfigError('REKEY_DELIVERIES_TABLE must be set on AWS');
+    deliveries = new LocalDeliveryLog({ dir: services.storeDir });
+  }
+  const intake: IntakeDeps = {
+    scanners: scannerRegistry({
+      ...(config.GITHUB_WEBHOOK_SECRET ? { githubWebhookSecret: config.GITHUB_WEBHOOK_SECRET } : {}),
+      ...(config.GITGUARDIAN_WEBHOOK_SECRET ? { gitguardianWebhookSecret: config.GITGUARDIAN_WEBHOOK_SECRET } : {}),
+      ...(config.REKEY_INGEST_TOKEN ? { ingestToken: config.REKEY_INGEST_TOKEN } : {}),
+    }),
+    knownScanners: KNOWN_SCANNERS,
+    queue,
+    deliveries,
+    indexKey: services.indexKey,
+    logger: services.deps.logger,
+    now: services.deps.now,
+  };
+  return { leak, intake, ...(localQueue ? { localQueue } : {}) };
+}
+
+let shared: Promise<LeakServices> | undefined;
+
+/** Leak services for Lambda handlers, built once per container on top of the core services. */
+export function lambdaLeakServices(getServices: () => Promise<Services>, getConfig: () => Config): Promise<LeakServices> {
+  shared ??= getServices()
+    .then((services) => buildLeakServices(services, getConfig()))
+    .catch((error: unknown) => {
+      shared = undefined;
+      throw error;
+    });
+  return shared;
+}

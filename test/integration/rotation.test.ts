@@ -1,0 +1,258 @@
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { STAGE } from '#core/ports/secret-store.ts';
+import { ROTATION_STEPS } from '#core/rotation.ts';
+import { revokeCredential } from '#core/revocation.ts';
+import { DETAIL_TYPE } from '#core/events.ts';
+import { adminQuery, assertCanLogIn, assertCannotLogIn, openSession, tryLogin, uniqueName, type TestEngine } from '#test/helpers/databases.ts';
+import { dropUser } from '#test/helpers/users.ts';
+import { managedUser, storedLogin, testRekey, type TestRekey } from '#test/helpers/rekey.ts';
+
+const engines: TestEngine[] = ['postgres', 'mysql'];
+const strategies = ['single', 'alternating'] as const;
+const created: { engine: TestEngine; username: string }[] = [];
+
+afterAll(async () => {
+  for (const { engine, username } of created) {
+    await dropUser(engine, username).catch(() => {});
+    await dropUser(engine, `${username}_clone`).catch(() => {});
+  }
+});
+
+describe.each(engines)('RotationEngine on %s', (engine) => {
+  let rekey: TestRekey;
+  beforeEach(async () => {
+    rekey = await testRekey();
+  });
+  afterEach(async () => {
+    await rekey.dispose();
+    rekey.guard.assertClean();
+  });
+
+  const user = () => {
+    const username = uniqueName('rot');
+    created.push({ engine, username });
+    return username;
+  };
+
+  describe.each(strategies)('%s strategy', (strategy) => {
+    describe('rotate', () => {
+      it('makes the new password log in, keeps it recorded as AWSCURRENT, and emits started/succeeded', async () => {
+        const app = await managedUser(rekey, engine, { username: user(), strategy });
+        const result = await rekey.rotation.rotate(app.secretId, { trigger: 'manual', reason: 'test' });
+        const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+        expect(current.versionId).toBe(result.versionId);
+        expect(current.password).not.toBe(app.password);
+        expect(current.username).toBe(strategy === 'alternating' ? `${app.username}_clone` : app.username);
+        await assertCanLogIn(engine, current.username, current.password);
+        const previous = await storedLogin(rekey, app.secretId, { stage: STAGE.previous });
+        expect(previous.password).toBe(app.password);
+        expect(rekey.events.map((e) => e.detailType)).toEqual([DETAIL_TYPE.rotationStarted, DETAIL_TYPE.rotationSucceeded]);
+        expect((await rekey.deps.store.describeSecret(app.secretId)).tags['rekey:last-outcome']).toBe('succeeded');
+      });
+
+      it('flips between the user and its clone on each rotation and every AWSCURRENT logs in', async () => {
+        const app = await managedUser(rekey, engine, { username: user(), strategy });
+        const seen: string[] = [];
+        for (let i = 0; i < 3; i++) {
+          await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+          const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+          await assertCanLogIn(engine, current.username, current.password);
+          seen.push(current.username);
+        }
+        const expected = strategy === 'alternating' ? [`${app.username}_clone`, app.username, `${app.username}_clone`] : [app.username, app.username, app.username];
+        expect(seen).toEqual(expected);
+      });
+    });
+
+    describe('revoke', () => {
+      it('refuses the old password afterwards and ends the sessions opened with it', async () => {
+        const app = await managedUser(rekey, engine, { username: user(), strategy });
+        const session = await openSession(engine, app.username, app.password);
+        try {
+          await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+          const result = await revokeCredential(rekey.deps, app.secretId, { stage: STAGE.previous, trigger: 'manual' });
+          expect(result.proven).toBe(true);
+          expect(result.sessionsEnded).toBeGreaterThanOrEqual(1);
+          await assertCannotLogIn(engine, app.username, app.password);
+          expect(await session.alive()).toBe(false);
+          const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+          await assertCanLogIn(engine, current.username, current.password);
+          const described = await rekey.deps.store.describeSecret(app.secretId);
+          expect(described.versions.find((v) => v.versionId === result.versionId)?.stages).toContain('REKEYREVOKED');
+          expect(rekey.events.at(-1)?.detailType).toBe(DETAIL_TYPE.credentialRevoked);
+        } finally {
+          await session.close();
+        }
+      });
+
+      it('succeeds again on a credential that is already dead', async () => {
+        const app = await managedUser(rekey, engine, { username: user(), strategy });
+        await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+        await revokeCredential(rekey.deps, app.secretId, { trigger: 'manual' });
+        const again = await revokeCredential(rekey.deps, app.secretId, { trigger: 'manual' });
+        expect(again.proven).toBe(true);
+        await assertCannotLogIn(engine, app.username, app.password);
+      });
+
+      it('refuses to revoke AWSCURRENT with a clear error', async () => {
+        const app = await managedUser(rekey, engine, { username: user(), strategy });
+        await expect(revokeCredential(rekey.deps, app.secretId, { stage: STAGE.current, trigger: 'manual' })).rejects.toMatchObject({ code: 'REVOKE_CURRENT' });
+        await assertCanLogIn(engine, app.username, app.password);
+      });
+    });
+
+    describe('crash recovery', () => {
+      it.each([1, 2, 3])('after step %i of 4 leaves a working credential and a rerun completes', async (stepsDone) => {
+        const app = await managedUser(rekey, engine, { username: user(), strategy });
+        const token = randomUUID();
+        for (const step of ROTATION_STEPS.slice(0, stepsDone)) await rekey.rotation.runStep(step, app.secretId, token, { trigger: 'schedule' });
+        // The "crash": nothing else runs. What is recorded as current must still log in — except in
+        // the single strategy's inherent window after setSecret, where the stored pending value does.
+        const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+        const pending = await storedLogin(rekey, app.secretId, { versionId: token });
+        const currentWorks = await tryLogin(engine, current.username, current.password);
+        if (strategy === 'single' && stepsDone >= 2) {
+          expect(currentWorks).toBe(false);
+          await assertCanLogIn(engine, pending.username, pending.password);
+        } else {
+          expect(currentWorks).toBe(true);
+        }
+        const result = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+        expect(result.versionId).toBe(token);
+        expect(result.resumed).toBe(true);
+        const after = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+        expect(after.versionId).toBe(token);
+        await assertCanLogIn(engine, after.username, after.password);
+      });
+
+      it('after finishSecret moved AWSCURRENT but before AWSPENDING was cleared, the next rotation tidies and rotates', async () => {
+        const app = await managedUser(rekey, engine, { username: user(), strategy });
+        const token = randomUUID();
+        for (const step of ROTATION_STEPS.slice(0, 3)) await rekey.rotation.runStep(step, app.secretId, token, { trigger: 'schedule' });
+        const current = (await rekey.deps.store.describeSecret(app.secretId)).versions.find((v) => v.stages.includes(STAGE.current))!;
+        await rekey.deps.store.updateVersionStage(app.secretId, STAGE.current, { moveToVersionId: token, removeFromVersionId: current.versionId });
+        const result = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+        expect(result.versionId).not.toBe(token);
+        const versions = (await rekey.deps.store.describeSecret(app.secretId)).versions;
+        expect(versions.filter((v) => v.stages.includes(STAGE.pending))).toHaveLength(0);
+        const after = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+        await assertCanLogIn(engine, after.username, after.password);
+      });
+
+      it('replays every step of a finished rotation without changing anything', async () => {
+        const app = await managedUser(rekey, engine, { username: user(), strategy });
+        const result = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+        for (const step of ROTATION_STEPS) await rekey.rotation.runStep(step, app.secretId, result.versionId, { trigger: 'schedule' });
+        const after = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+        expect(after.versionId).toBe(result.versionId);
+        await assertCanLogIn(engine, after.username, after.password);
+      });
+    });
+
+    describe('concurrency', () => {
+      it('refuses a second rotation while one is in progress and never holds two pending versions', async () => {
+        const app = await managedUser(rekey, engine, { username: user(), strategy });
+        const first = randomUUID();
+        await rekey.rotation.runStep('createSecret', app.secretId, first, { trigger: 'schedule' });
+        await expect(rekey.rotation.runStep('createSecret', app.secretId, randomUUID(), { trigger: 'manual' })).rejects.toMatchObject({ code: 'ROTATION_IN_PROGRESS' });
+        const outcomes = await Promise.allSettled([rekey.rotation.rotate(app.secretId, { trigger: 'manual' }), rekey.rotation.rotate(app.secretId, { trigger: 'manual' })]);
+        const rejected = outcomes.filter((o) => o.status === 'rejected');
+        expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+        expect(rejected).toHaveLength(1);
+        expect((rejected[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'ROTATION_IN_PROGRESS' });
+        rekey.guard.error('rotation in progress', (rejected[0] as PromiseRejectedResult).reason);
+        const versions = (await rekey.deps.store.describeSecret(app.secretId)).versions;
+        expect(versions.filter((v) => v.stages.includes(STAGE.pending)).length).toBeLessThanOrEqual(1);
+        const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+        expect(current.versionId).toBe(first);
+        await assertCanLogIn(engine, current.username, current.password);
+      });
+    });
+
+    describe('a database that is down', () => {
+      it('fails with a clear message and leaves AWSCURRENT unchanged', async () => {
+        const app = await managedUser(rekey, engine, { username: user(), strategy, port: 1 });
+        const before = (await rekey.deps.store.getSecretValue(app.secretId)).versionId;
+        const error = await rekey.rotation.rotate(app.secretId, { trigger: 'schedule' }).then(() => undefined, (e: unknown) => e);
+        expect(error).toMatchObject({ code: 'TARGET_UNREACHABLE' });
+        rekey.guard.error('rotation error', error);
+        expect((error as Error).message).toMatch(/127\.0\.0\.1:1|unreachable|connect/i);
+        expect((await rekey.deps.store.getSecretValue(app.secretId)).versionId).toBe(before);
+        expect((await rekey.deps.store.describeSecret(app.secretId)).tags['rekey:last-outcome']).toBe('failed TARGET_UNREACHABLE');
+        expect(rekey.events.at(-1)?.detailType).toBe(DETAIL_TYPE.rotationFailed);
+        await assertCanLogIn(engine, app.username, app.password);
+      });
+    });
+  });
+});
+
+describe('RotationEngine alternating on postgres', () => {
+  it('keeps one owner: a table created while the clone was current is usable by the original after the flip', async () => {
+    const rekey = await testRekey();
+    try {
+      const username = uniqueName('own');
+      created.push({ engine: 'postgres', username });
+      const app = await managedUser(rekey, 'postgres', { username, strategy: 'alternating' });
+      await adminQuery('postgres', `GRANT CREATE ON SCHEMA public TO "${username}"`);
+      await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+      const asClone = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+      expect(asClone.username).toBe(`${username}_clone`);
+      const { default: pg } = await import('pg');
+      const { servers } = await import('#test/helpers/databases.ts');
+      const s = servers().postgres;
+      const query = async (login: { username: string; password: string }, sql: string) => {
+        const client = new pg.Client({ host: s.host, port: s.port, user: login.username, password: login.password, database: s.database });
+        await client.connect();
+        try {
+          return (await client.query(sql)).rows;
+        } finally {
+          await client.end();
+        }
+      };
+      const table = `t_${username}`;
+      await query(asClone, `CREATE TABLE "${table}" (id int)`);
+      await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+      const asOriginal = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+      expect(asOriginal.username).toBe(username);
+      await query(asOriginal, `INSERT INTO "${table}" VALUES (1)`);
+      await query(asOriginal, `ALTER TABLE "${table}" ADD COLUMN note text`);
+      const owner = await adminQuery<{ tableowner: string }>('postgres', 'SELECT tableowner FROM pg_tables WHERE tablename = $1', [table]);
+      expect(owner[0]?.tableowner).toBe(username);
+      await adminQuery('postgres', `DROP TABLE "${table}"`);
+      await adminQuery('postgres', `REVOKE CREATE ON SCHEMA public FROM "${username}"`);
+    } finally {
+      await rekey.dispose();
+      rekey.guard.assertClean();
+    }
+  });
+});
+
+describe('RotationEngine alternating on mysql', () => {
+  it('mirrors a grant added to and a grant revoked from the original on the clone at the next rotation', async () => {
+    const rekey = await testRekey();
+    try {
+      const username = uniqueName('grt');
+      created.push({ engine: 'mysql', username });
+      const app = await managedUser(rekey, 'mysql', { username, strategy: 'alternating' });
+      const table = `t_${username}`;
+      await adminQuery('mysql', `CREATE TABLE rekey_test.\`${table}\` (id int)`);
+      await adminQuery('mysql', `GRANT SELECT, INSERT ON rekey_test.\`${table}\` TO ?@'%'`, [username]);
+      await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+      const grantsOf = async (user: string) =>
+        (await adminQuery<{ PRIVILEGE_TYPE: string }>('mysql', 'SELECT PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES WHERE TABLE_NAME = ? AND GRANTEE = ?', [table, `'${user}'@'%'`]))
+          .map((r) => r.PRIVILEGE_TYPE)
+          .sort();
+      expect(await grantsOf(`${username}_clone`)).toEqual(['INSERT', 'SELECT']);
+      await adminQuery('mysql', `REVOKE INSERT ON rekey_test.\`${table}\` FROM ?@'%'`, [username]);
+      await adminQuery('mysql', `GRANT UPDATE ON rekey_test.\`${table}\` TO ?@'%'`, [username]);
+      await rekey.rotation.rotate(app.secretId, { trigger: 'manual' }); // back to the original
+      await rekey.rotation.rotate(app.secretId, { trigger: 'manual' }); // to the clone: synced again
+      expect(await grantsOf(`${username}_clone`)).toEqual(['SELECT', 'UPDATE']);
+      await adminQuery('mysql', `DROP TABLE rekey_test.\`${table}\``);
+    } finally {
+      await rekey.dispose();
+      rekey.guard.assertClean();
+    }
+  });
+});

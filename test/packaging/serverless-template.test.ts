@@ -1,0 +1,364 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { functionZips, runPackage, TEMPLATE, zipEntryNames } from './run-package.ts';
+
+/**
+ * `npm run package` with no AWS credentials, then the CloudFormation template it wrote, resource by
+ * resource: every function, trigger and IAM statement.
+ */
+
+type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any -- a parsed CloudFormation template
+
+interface Statement {
+  Sid?: string;
+  Effect: string;
+  Action: string | string[];
+  Resource: Json;
+  Condition?: Record<string, Record<string, string | string[]>>;
+  NotAction?: unknown;
+  NotResource?: unknown;
+}
+
+const STAGE = 'ci';
+const SERVICE = 'rekey';
+/** Function name → logical id prefix serverless gives it. */
+const FUNCTIONS = {
+  'rotate-secret': 'RotateDashsecret',
+  'scheduled-rotation': 'ScheduledDashrotation',
+  ops: 'Ops',
+  'leak-webhook': 'LeakDashwebhook',
+  'leak-worker': 'LeakDashworker',
+} as const;
+type FunctionName = keyof typeof FUNCTIONS;
+const NAMES = Object.keys(FUNCTIONS) as FunctionName[];
+
+/** Functions that reach databases (and so may be placed in the VPC). */
+const IN_VPC: FunctionName[] = ['rotate-secret', 'scheduled-rotation', 'ops', 'leak-worker'];
+/** Invoked asynchronously (schedule, Secrets Manager): failures land in the on-failure queue. */
+const ASYNC: FunctionName[] = ['rotate-secret', 'scheduled-rotation'];
+
+/** Exactly the Secrets Manager actions each function may use. */
+const SECRETS_ACTIONS: Record<FunctionName, string[]> = {
+  'rotate-secret': ['DescribeSecret', 'GetSecretValue', 'PutSecretValue', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
+  'scheduled-rotation': ['DescribeSecret', 'GetSecretValue', 'ListSecrets', 'PutSecretValue', 'RotateSecret', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
+  ops: ['DescribeSecret', 'GetSecretValue', 'PutSecretValue', 'RotateSecret', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
+  'leak-webhook': [],
+  'leak-worker': ['DescribeSecret', 'GetSecretValue', 'ListSecrets', 'PutSecretValue', 'RotateSecret', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
+};
+const SECRETS_WRITES = new Set(['PutSecretValue', 'UpdateSecretVersionStage', 'TagResource', 'UntagResource', 'RotateSecret'].map((a) => `secretsmanager:${a}`));
+const SECRETS_READS = new Set(['GetSecretValue', 'DescribeSecret'].map((a) => `secretsmanager:${a}`));
+const MAX_ZIP_BYTES = 1_000_000;
+
+let template: Json;
+let resources: Record<string, Json>;
+let vpcTemplate: Json;
+let vpcDir: string;
+
+const actionsOf = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
+const getAtt = (logicalId: string, attribute = 'Arn') => ({ 'Fn::GetAtt': [logicalId, attribute] });
+const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
+const fn = (name: FunctionName) => resources[`${FUNCTIONS[name]}LambdaFunction`];
+const roleIdOf = (name: FunctionName): string => fn(name).Properties.Role['Fn::GetAtt'][0];
+
+function statementsOfRole(roleId: string): Statement[] {
+  const role = resources[roleId];
+  return (role.Properties.Policies ?? []).flatMap((p: Json) => p.PolicyDocument.Statement as Statement[]);
+}
+const statementsOf = (name: FunctionName) => statementsOfRole(roleIdOf(name));
+
+/** Every IAM statement in the template: roles' inline policies and any standalone policy. */
+function allStatements(): { where: string; statement: Statement }[] {
+  const found: { where: string; statement: Statement }[] = [];
+  for (const [id, r] of Object.entries(resources)) {
+    if (r.Type === 'AWS::IAM::Role') for (const s of statementsOfRole(id)) found.push({ where: id, statement: s });
+    if (r.Type === 'AWS::IAM::Policy' || r.Type === 'AWS::IAM::ManagedPolicy') {
+      for (const s of r.Properties.PolicyDocument.Statement as Statement[]) found.push({ where: id, statement: s });
+    }
+  }
+  return found;
+}
+
+beforeAll(async () => {
+  // The same service with VPC parameters, packaged elsewhere — first, because packaging clears
+  // .serverless even when writing to another directory.
+  vpcDir = mkdtempSync(join(tmpdir(), 'rekey-package-vpc-'));
+  await runPackage({ extraArgs: ['--param', 'subnetIds=subnet-aaa,subnet-bbb', '--param', 'securityGroupIds=sg-111', '--package', vpcDir] });
+  vpcTemplate = JSON.parse(readFileSync(join(vpcDir, 'cloudformation-template-update-stack.json'), 'utf8'));
+  await runPackage();
+  template = JSON.parse(readFileSync(TEMPLATE, 'utf8'));
+  resources = template.Resources;
+}, 240_000);
+
+afterAll(() => {
+  if (vpcDir) rmSync(vpcDir, { recursive: true, force: true });
+});
+
+describe('serverless package', () => {
+  describe('functions', () => {
+    it('defines exactly the rekey functions, each on nodejs22.x arm64 with its ESM handler', () => {
+      const functions = ofType('AWS::Lambda::Function').map(([id]) => id).sort();
+      expect(functions).toEqual(NAMES.map((n) => `${FUNCTIONS[n]}LambdaFunction`).sort());
+      for (const name of NAMES) {
+        const p = fn(name).Properties;
+        expect(p.Runtime, name).toBe('nodejs22.x');
+        expect(p.Architectures, name).toEqual(['arm64']);
+        expect(p.Handler, name).toBe(`functions/${name}.handler`);
+        expect(p.FunctionName, name).toBe(`${SERVICE}-${STAGE}-${name}`);
+      }
+    });
+
+    it('gives every function its own role defined in the template, and no shared provider role', () => {
+      const roles = NAMES.map(roleIdOf);
+      expect(new Set(roles).size).toBe(NAMES.length);
+      for (const id of roles) expect(resources[id]?.Type, id).toBe('AWS::IAM::Role');
+      expect(resources.IamRoleLambdaExecution).toBeUndefined();
+      expect(ofType('AWS::IAM::Role')).toHaveLength(NAMES.length);
+    });
+
+    it('configures every function for the AWS store, the rekey bus and info logs', () => {
+      const bus = ofType('AWS::Events::EventBus')[0]![0];
+      for (const name of NAMES) {
+        const env = fn(name).Properties.Environment.Variables;
+        expect(env.REKEY_STORE, name).toBe('aws');
+        expect(env.REKEY_EVENT_BUS_NAME, name).toEqual({ Ref: bus });
+        expect(env.REKEY_LOG_LEVEL, name).toBe('info');
+        expect(env.REKEY_INDEX_KEY, name).toEqual({ 'Fn::Sub': '{{resolve:secretsmanager:${RekeyIndexKey}:SecretString}}' });
+      }
+      expect(resources.RekeyIndexKey.Type).toBe('AWS::SecretsManager::Secret');
+      expect(resources.RekeyIndexKey.DeletionPolicy).toBe('Retain');
+      // The index key secret carries no rekey tag, so no function role can read it.
+      expect(resources.RekeyIndexKey.Properties.Tags).toBeUndefined();
+    });
+  });
+
+  describe('IAM', () => {
+    it('has no wildcard action, no Deny tricks and no NotAction/NotResource anywhere', () => {
+      const all = allStatements();
+      expect(all.length).toBeGreaterThan(NAMES.length * 2);
+      for (const { where, statement } of all) {
+        expect(statement.Effect, where).toBe('Allow');
+        expect(statement.NotAction, where).toBeUndefined();
+        expect(statement.NotResource, where).toBeUndefined();
+        for (const action of actionsOf(statement)) {
+          expect(action, `${where} ${statement.Sid}`).not.toContain('*');
+          expect(action, where).toMatch(/^[a-z0-9-]+:[A-Za-z]+$/);
+        }
+      }
+    });
+
+    it('uses Resource "*" only for secretsmanager:ListSecrets, which has no resource-level permissions', () => {
+      for (const { where, statement } of allStatements()) {
+        const resourcesOf = Array.isArray(statement.Resource) ? statement.Resource : [statement.Resource];
+        if (resourcesOf.includes('*')) expect(actionsOf(statement), where).toEqual(['secretsmanager:ListSecrets']);
+      }
+    });
+
+    it('conditions every Secrets Manager write on aws:ResourceTag/rekey:managed = "true"', () => {
+      let writes = 0;
+      for (const { where, statement } of allStatements()) {
+        if (!actionsOf(statement).some((a) => SECRETS_WRITES.has(a))) continue;
+        writes++;
+        expect(statement.Condition?.StringEquals?.['aws:ResourceTag/rekey:managed'], `${where} ${statement.Sid}`).toBe('true');
+        // A write statement carries no read or list action under a looser condition.
+        expect(actionsOf(statement).filter((a) => !SECRETS_WRITES.has(a)), where).toEqual([]);
+      }
+      expect(writes).toBeGreaterThanOrEqual(4);
+    });
+
+    it('limits tag writes to rekey:fp:* and rekey:last-outcome* keys, so no function can un-manage a secret or mark one admin', () => {
+      for (const { where, statement } of allStatements()) {
+        if (!actionsOf(statement).some((a) => a === 'secretsmanager:TagResource' || a === 'secretsmanager:UntagResource')) continue;
+        expect(statement.Condition?.['ForAllValues:StringLike']?.['aws:TagKeys'], where).toEqual(['rekey:fp:*', 'rekey:last-outcome*']);
+      }
+    });
+
+    it('conditions every Secrets Manager read on the managed tag or, for admin secrets, on rekey:admin = "true"', () => {
+      for (const { where, statement } of allStatements()) {
+        if (!actionsOf(statement).some((a) => SECRETS_READS.has(a))) continue;
+        const equals = statement.Condition?.StringEquals ?? {};
+        const keys = Object.keys(equals);
+        expect(keys, where).toHaveLength(1);
+        expect([['aws:ResourceTag/rekey:managed', 'true'], ['aws:ResourceTag/rekey:admin', 'true']], where).toContainEqual([keys[0], equals[keys[0]!]]);
+        expect(statement.Resource, where).toEqual({ 'Fn::Sub': 'arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*' });
+      }
+    });
+
+    it('grants each function exactly the Secrets Manager actions it uses', () => {
+      for (const name of NAMES) {
+        const actions = new Set(statementsOf(name).flatMap(actionsOf).filter((a) => a.startsWith('secretsmanager:')));
+        expect([...actions].map((a) => a.slice('secretsmanager:'.length)).sort(), name).toEqual(SECRETS_ACTIONS[name]);
+      }
+    });
+
+    it('allows events:PutEvents on the rekey bus only', () => {
+      const bus = ofType('AWS::Events::EventBus');
+      expect(bus).toHaveLength(1);
+      expect(bus[0]![1].Properties.Name).toBe(`rekey-${STAGE}`);
+      const putEvents = allStatements().filter(({ statement }) => actionsOf(statement).includes('events:PutEvents'));
+      expect(putEvents).toHaveLength(NAMES.length);
+      for (const { where, statement } of putEvents) {
+        expect(statement.Resource, where).toEqual(getAtt(bus[0]![0]));
+        expect(actionsOf(statement), where).toEqual(['events:PutEvents']);
+      }
+    });
+
+    it('lets each function write logs to its own log group only', () => {
+      for (const name of NAMES) {
+        const logs = statementsOf(name).filter((s) => actionsOf(s).some((a) => a.startsWith('logs:')));
+        expect(logs, name).toHaveLength(1);
+        expect(actionsOf(logs[0]!).sort(), name).toEqual(['logs:CreateLogStream', 'logs:PutLogEvents']);
+        expect(logs[0]!.Resource, name).toEqual({
+          'Fn::Sub': `arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/${SERVICE}-${STAGE}-${name}:*`,
+        });
+      }
+    });
+
+    it('uses KMS only through Secrets Manager', () => {
+      const kms = allStatements().filter(({ statement }) => actionsOf(statement).some((a) => a.startsWith('kms:')));
+      expect(kms.length).toBeGreaterThan(0);
+      for (const { where, statement } of kms) {
+        expect(actionsOf(statement).sort(), where).toEqual(['kms:Decrypt', 'kms:GenerateDataKey']);
+        expect(statement.Condition?.StringEquals?.['kms:ViaService'], where).toEqual({ 'Fn::Sub': 'secretsmanager.${AWS::Region}.amazonaws.com' });
+      }
+      expect(statementsOf('leak-webhook').flatMap(actionsOf).filter((a) => a.startsWith('kms:'))).toEqual([]);
+    });
+
+    it('lets RotateSecret callers invoke the rekey rotation function only', () => {
+      for (const { where, statement } of allStatements()) {
+        if (!actionsOf(statement).includes('lambda:InvokeFunction')) continue;
+        expect(statement.Resource, where).toEqual({
+          'Fn::Sub': `arn:\${AWS::Partition}:lambda:\${AWS::Region}:\${AWS::AccountId}:function:${SERVICE}-${STAGE}-rotate-secret`,
+        });
+      }
+    });
+
+    it('attaches the VPC execution policy only under the HasVpc condition and only to functions that may be in the VPC', () => {
+      for (const name of NAMES) {
+        const managed = resources[roleIdOf(name)].Properties.ManagedPolicyArns;
+        if (!IN_VPC.includes(name)) {
+          expect(managed, name).toBeUndefined();
+          continue;
+        }
+        expect(managed, name).toEqual({
+          'Fn::If': ['HasVpc', [{ 'Fn::Sub': 'arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole' }], { Ref: 'AWS::NoValue' }],
+        });
+      }
+    });
+  });
+
+  describe('triggers and plumbing', () => {
+    it('runs scheduled-rotation on an EventBridge schedule on the default bus, rate(1 hour) by default', () => {
+      const rules = ofType('AWS::Events::Rule').filter(([, r]) => r.Properties.ScheduleExpression);
+      expect(rules).toHaveLength(1);
+      const [id, rule] = rules[0]!;
+      expect(rule.Properties.ScheduleExpression).toBe('rate(1 hour)');
+      expect(rule.Properties.EventBusName).toBeUndefined();
+      expect(rule.Properties.State).toBe('ENABLED');
+      expect(rule.Properties.Targets.map((t: Json) => t.Arn)).toEqual([getAtt('ScheduledDashrotationLambdaFunction')]);
+      const permission = ofType('AWS::Lambda::Permission').find(([, p]) => p.Properties.Principal === 'events.amazonaws.com');
+      expect(permission?.[1].Properties.SourceArn).toEqual(getAtt(id));
+    });
+
+    it('routes POST /webhooks/{scanner} on the HTTP API to leak-webhook with payload 2.0', () => {
+      const routes = ofType('AWS::ApiGatewayV2::Route');
+      expect(routes.map(([, r]) => r.Properties.RouteKey)).toEqual(['POST /webhooks/{scanner}']);
+      const integrationId = routes[0]![1].Properties.Target['Fn::Join'][1][1].Ref;
+      const integration = resources[integrationId].Properties;
+      expect(integration.IntegrationUri).toEqual(getAtt('LeakDashwebhookLambdaFunction'));
+      expect(integration.PayloadFormatVersion).toBe('2.0');
+    });
+
+    it('archives the rekey bus (the audit trail) for 90 days by default', () => {
+      const archives = ofType('AWS::Events::Archive');
+      expect(archives).toHaveLength(1);
+      expect(archives[0]![1].Properties.SourceArn).toEqual(getAtt('RekeyEventBus'));
+      expect(archives[0]![1].Properties.RetentionDays).toBe(90);
+      expect(archives[0]![1].Properties.EventPattern).toBeUndefined();
+    });
+
+    it('defines LeakQueue with a dead-letter queue; only the webhook sends to it, only the worker consumes it', () => {
+      const queue = resources.LeakQueue;
+      expect(queue.Type).toBe('AWS::SQS::Queue');
+      expect(queue.Properties.RedrivePolicy.deadLetterTargetArn).toEqual(getAtt('LeakDeadLetterQueue'));
+      expect(resources.LeakDeadLetterQueue.Type).toBe('AWS::SQS::Queue');
+      expect(queue.Properties.VisibilityTimeout).toBeGreaterThanOrEqual(6 * fn('leak-worker').Properties.Timeout);
+      const touching = allStatements().filter(({ statement }) => JSON.stringify(statement.Resource) === JSON.stringify(getAtt('LeakQueue')));
+      expect(touching.map(({ where, statement }) => [where, actionsOf(statement).sort()])).toEqual([
+        [roleIdOf('leak-webhook'), ['sqs:SendMessage']],
+        [roleIdOf('leak-worker'), ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage']],
+      ]);
+      expect(fn('leak-webhook').Properties.Environment.Variables.REKEY_LEAK_QUEUE_URL).toEqual({ Ref: 'LeakQueue' });
+      const mapping = ofType('AWS::Lambda::EventSourceMapping');
+      expect(mapping).toHaveLength(1);
+      expect(mapping[0]![1].Properties.EventSourceArn).toEqual(getAtt('LeakQueue'));
+      expect(mapping[0]![1].Properties.FunctionName).toEqual(getAtt('LeakDashworkerLambdaFunction'));
+      expect(mapping[0]![1].Properties.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
+    });
+
+    it('sends failed async invocations of the scheduled and rotation functions to the on-failure queue', () => {
+      const configs = ofType('AWS::Lambda::EventInvokeConfig');
+      expect(configs.map(([, c]) => c.Properties.FunctionName.Ref).sort()).toEqual(ASYNC.map((n) => `${FUNCTIONS[n]}LambdaFunction`).sort());
+      for (const [, c] of configs) expect(c.Properties.DestinationConfig.OnFailure.Destination).toEqual(getAtt('AsyncFailureQueue'));
+      expect(resources.AsyncFailureQueue.Type).toBe('AWS::SQS::Queue');
+      // The destination is written with the function's own role.
+      for (const name of NAMES) {
+        const sends = statementsOf(name).filter((s) => JSON.stringify(s.Resource) === JSON.stringify(getAtt('AsyncFailureQueue')));
+        expect(sends.map((s) => actionsOf(s)), name).toEqual(ASYNC.includes(name) ? [['sqs:SendMessage']] : []);
+      }
+    });
+
+    it('lets Secrets Manager, from this account only, invoke rotate-secret', () => {
+      const permissions = ofType('AWS::Lambda::Permission').filter(([, p]) => p.Properties.Principal === 'secretsmanager.amazonaws.com');
+      expect(permissions).toHaveLength(1);
+      const p = permissions[0]![1].Properties;
+      expect(p.Action).toBe('lambda:InvokeFunction');
+      expect(p.FunctionName).toEqual(getAtt('RotateDashsecretLambdaFunction'));
+      expect(p.SourceAccount).toEqual({ Ref: 'AWS::AccountId' });
+    });
+  });
+
+  describe('VPC parameters', () => {
+    it('places no function in a VPC by default', () => {
+      expect(template.Conditions.HasVpc).toEqual({
+        'Fn::And': [{ 'Fn::Not': [{ 'Fn::Equals': ['', ''] }] }, { 'Fn::Not': [{ 'Fn::Equals': ['', ''] }] }],
+      });
+      expect(fn('leak-webhook').Properties.VpcConfig).toBeUndefined();
+    });
+
+    it('places the database-facing functions in the given subnets and security groups', () => {
+      const r = vpcTemplate.Resources;
+      expect(vpcTemplate.Conditions.HasVpc).toEqual({
+        'Fn::And': [{ 'Fn::Not': [{ 'Fn::Equals': ['subnet-aaa,subnet-bbb', ''] }] }, { 'Fn::Not': [{ 'Fn::Equals': ['sg-111', ''] }] }],
+      });
+      for (const name of NAMES) {
+        const vpc = r[`${FUNCTIONS[name]}LambdaFunction`].Properties.VpcConfig;
+        if (!IN_VPC.includes(name)) {
+          expect(vpc, name).toBeUndefined();
+          continue;
+        }
+        expect(vpc, name).toEqual({
+          'Fn::If': [
+            'HasVpc',
+            { SubnetIds: { 'Fn::Split': [',', 'subnet-aaa,subnet-bbb'] }, SecurityGroupIds: { 'Fn::Split': [',', 'sg-111'] } },
+            { Ref: 'AWS::NoValue' },
+          ],
+        });
+      }
+    });
+  });
+
+  describe('bundles', () => {
+    it('writes one zip per function, each at most 1 MB, holding one ESM bundle', () => {
+      const zips = functionZips();
+      expect([...zips.keys()].sort()).toEqual([...NAMES].sort());
+      for (const [name, zip] of zips) {
+        expect(zip.bytes, name).toBeGreaterThan(1_000);
+        expect(zip.bytes, name).toBeLessThanOrEqual(MAX_ZIP_BYTES);
+        const names = zipEntryNames(readFileSync(zip.path));
+        expect(names, name).toEqual([`functions/${name}.mjs`]);
+      }
+    });
+  });
+});
