@@ -1,5 +1,6 @@
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { acceptDelivery, type IntakeDeps } from '#core/intake.ts';
+import { acceptDelivery, failedReply, type IntakeDeps } from '#core/intake.ts';
+import { publicError } from '#core/errors.ts';
 import { config } from '#runtime/config.ts';
 import { lambdaServices } from '#runtime/services.ts';
 import { lambdaLeakServices } from '#runtime/leak-services.ts';
@@ -13,10 +14,18 @@ export const createHandler = (options: Partial<HandlerOptions> & { intake?: () =
   const intake = options.intake ?? (async () => (await lambdaLeakServices(options.services ?? lambdaServices, config)).intake);
   return lambdaHandler<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>(
     'leak-webhook',
-    async (event) => {
+    async (event, { logger }) => {
       const body = event.body === undefined ? Buffer.alloc(0) : Buffer.from(event.body, event.isBase64Encoded ? 'base64' : 'utf8');
       const headers = Object.fromEntries(Object.entries(event.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
-      const reply = await acceptDelivery(await intake(), event.pathParameters?.scanner ?? '', { body, headers });
+      let reply;
+      try {
+        reply = await acceptDelivery(await intake(), event.pathParameters?.scanner ?? '', { body, headers });
+      } catch (error) {
+        // An HTTP API takes a result without a status code as 200: a failure must answer 5xx itself,
+        // or the scanner believes the leak was delivered.
+        logger.error('webhook failed', { error: publicError(error) });
+        reply = failedReply(error);
+      }
       return { statusCode: reply.status, headers: { 'content-type': 'application/json' }, body: JSON.stringify(reply.body) };
     },
     { errors: 'return', ...options },

@@ -27,7 +27,8 @@ export const createHandler = (options: Partial<HandlerOptions> & { leak?: () => 
         }
       }
       const results = await remediateBurst(leak, [...byTask.keys()]);
-      const failed = new Set(results.filter((r) => r.error).map((r) => `${r.deliveryId}\u0000${r.sourceId}`));
+      // A result answers for every finding of its value in the batch: a failure fails them all.
+      const failed = new Set(results.filter((r) => r.error).flatMap((r) => r.tasks.map((t) => `${t.deliveryId}\u0000${t.sourceId}`)));
       return {
         batchItemFailures: [...byTask.entries()]
           .filter(([task]) => failed.has(`${task.deliveryId}\u0000${task.report.sourceId}`))

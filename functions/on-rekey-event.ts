@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { auditEntryOf } from '#core/audit.ts';
 import type { ChannelStats } from '#core/chat-dispatcher.ts';
 import { ValidationError } from '#core/errors.ts';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError } from '#core/errors.ts';
 import { inspectSecret, type SecretStatus } from '#core/inspect.ts';
 import { rotateNow, type RotateNowResult } from '#core/operations.ts';

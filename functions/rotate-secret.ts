@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { RekeyError, ValidationError } from '#core/errors.ts';
 import { STAGE } from '#core/ports/secret-store.ts';
 import type { RotationStep } from '#core/rotation.ts';
@@ -15,6 +15,16 @@ const eventSchema = z.object({
 export type RotateSecretEvent = z.infer<typeof eventSchema>;
 
 /**
+ * Secrets Manager sends the secret's full ARN (`…:secret:<name>-<6 random characters>`); everything
+ * else in rekey — the sweep, ops, the CLI, leak matching — names a secret by its name, so the steps,
+ * their events and the audit trail use the name too. Anything but a full ARN is kept as given.
+ */
+export function secretNameOf(secretId: string): string {
+  const match = /^arn:[\w-]+:secretsmanager:[\w-]+:\d{12}:secret:(.+)-[A-Za-z0-9]{6}$/.exec(secretId);
+  return match ? match[1]! : secretId;
+}
+
+/**
  * Secrets Manager's rotation Lambda contract, checked the way AWS's own templates check it, then
  * the rekey step. Each step is idempotent by ClientRequestToken, so AWS's retries are safe.
  */
@@ -24,7 +34,8 @@ export const createHandler = (options: Partial<HandlerOptions> = {}) =>
     async (raw, { services, logger }) => {
       const parsed = eventSchema.safeParse(raw);
       if (!parsed.success) throw new ValidationError('not a Secrets Manager rotation event (Step, SecretId, ClientRequestToken)');
-      const { Step: step, SecretId: secretId, ClientRequestToken: token } = parsed.data;
+      const { Step: step, ClientRequestToken: token } = parsed.data;
+      const secretId = secretNameOf(parsed.data.SecretId);
       const { store } = services.deps;
 
       const description = await store.describeSecret(secretId);

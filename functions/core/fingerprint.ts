@@ -6,8 +6,8 @@ import type { Sealed } from './sealed.ts';
  * never by decrypting every secret. HMAC-SHA-256 under an index key: without the key a
  * fingerprint reveals nothing (not even whether two secrets share a password).
  */
-export type FingerprintForm = 'password' | 'uri' | 'hmsl' | 'hmsl-uri';
-export const FINGERPRINT_FORMS: readonly FingerprintForm[] = ['password', 'uri', 'hmsl', 'hmsl-uri'];
+export type FingerprintForm = 'password' | 'uri' | 'hmsl';
+export const FINGERPRINT_FORMS: readonly FingerprintForm[] = ['password', 'uri', 'hmsl'];
 
 export interface Fingerprint {
   form: FingerprintForm;
@@ -45,10 +45,12 @@ export const hmslFingerprint = (key: Buffer, hash: string): string => fingerprin
 
 /**
  * The forms indexed per version: the password, the canonical connection URI
- * (`postgres://user:pass@host:port/db`) and the HMSL hash of each (what GitGuardian reports in
- * place of the value). Other URI spellings a scanner may report match through `candidatesOfLeak`,
- * which pulls the password out of any URI. Four per version keeps the AWS index (secret tags,
- * 50 per secret) within budget: 4 × 5 versions kept = 20.
+ * (`postgres://user:pass@host:port/db`), and the HMSL hash of the password — what GitGuardian
+ * reports in place of the value (its database detectors are multi-match: host, port, user and
+ * password, the password being the secret). Other URI spellings a scanner may report match through
+ * `candidatesOfLeak`, which pulls the password out of any URI. Three per version keeps the AWS
+ * index (secret tags, 50 per secret) small: 3 × 5 versions kept = 15. One scrypt per stored value
+ * (~5 ms of CPU, off the event loop, while the store writes).
  */
 export async function fingerprintsOfValue(key: Buffer, json: Sealed<string>): Promise<Fingerprint[]> {
   let value: Record<string, unknown>;
@@ -59,21 +61,17 @@ export async function fingerprintsOfValue(key: Buffer, json: Sealed<string>): Pr
   }
   const password = typeof value.password === 'string' ? value.password : undefined;
   if (!password) return [];
+  const hmsl = hmslHash(password);
+  const out: Fingerprint[] = [{ form: 'password', value: fingerprint(key, password) }];
   const engine = typeof value.engine === 'string' ? value.engine.toLowerCase().replace(/^aurora-?/, '').replace('postgresql', 'postgres') || 'mysql' : '';
   const scheme = SCHEMES[engine];
-  let uri: string | undefined;
   if (scheme && typeof value.username === 'string' && typeof value.host === 'string') {
     const port = value.port === undefined ? '' : `:${String(value.port)}`;
     const db = typeof value.dbname === 'string' ? `/${value.dbname}` : '';
-    uri = `${scheme}://${encodeURIComponent(value.username)}:${encodeURIComponent(password)}@${value.host}${port}${db}`;
+    out.push({ form: 'uri', value: fingerprint(key, `${scheme}://${encodeURIComponent(value.username)}:${encodeURIComponent(password)}@${value.host}${port}${db}`) });
   }
-  const [hmslPassword, hmslUri] = await Promise.all([hmslHash(password), uri ? hmslHash(uri) : undefined]);
-  return [
-    { form: 'password', value: fingerprint(key, password) },
-    ...(uri ? [{ form: 'uri' as const, value: fingerprint(key, uri) }] : []),
-    { form: 'hmsl', value: hmslFingerprint(key, hmslPassword) },
-    ...(hmslUri ? [{ form: 'hmsl-uri' as const, value: hmslFingerprint(key, hmslUri) }] : []),
-  ];
+  out.push({ form: 'hmsl', value: hmslFingerprint(key, await hmsl) });
+  return out;
 }
 
 /**

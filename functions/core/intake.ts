@@ -1,7 +1,7 @@
 import type { Scanner, ScannerRequest } from './ports/scanner.ts';
 import type { DeliveryLog, LeakQueue } from './ports/leak-queue.ts';
 import type { Logger } from './ports/logger.ts';
-import { AuthError, PayloadError, isRekeyError } from './errors.ts';
+import { AuthError, PayloadError, isRekeyError, publicError } from './errors.ts';
 import { leakTask } from './remediation.ts';
 import { MAX_BODY_BYTES } from './leak.ts';
 
@@ -18,8 +18,19 @@ export interface IntakeDeps {
 }
 
 export interface IntakeReply {
-  status: 202 | 400 | 401 | 404 | 409 | 413 | 415 | 503;
+  status: 202 | 400 | 401 | 404 | 409 | 413 | 415 | 500 | 503;
   body: { message: string; deliveryId?: string; accepted?: number };
+}
+
+/**
+ * The answer when accepting failed inside rekey (the queue or the delivery log unreachable): 503
+ * when trying again may work, else 500 — never 2xx, so the scanner keeps the delivery to resend —
+ * and never the error itself. The caller has logged it.
+ */
+export function failedReply(error: unknown): IntakeReply {
+  return isRekeyError(error) && error.retryable
+    ? { status: 503, body: { message: 'the delivery could not be queued; send it again' } }
+    : { status: 500, body: { message: 'internal error' } };
 }
 
 /**
@@ -60,7 +71,17 @@ export async function acceptDelivery(deps: IntakeDeps, scannerName: string, requ
     return { status: 409, body: { message: 'delivery already received', deliveryId: parsed.deliveryId } };
   }
   const tasks = parsed.reports.map((report) => leakTask(deps.indexKey, parsed.deliveryId, report, now));
-  if (tasks.length) await deps.queue.enqueue(tasks);
+  if (tasks.length) {
+    try {
+      await deps.queue.enqueue(tasks);
+    } catch (error) {
+      // Not queued: the scanner's retry (or a manual redelivery) must not be refused as a replay.
+      await deps.deliveries.release(scannerName, parsed.deliveryId).catch((releaseError: unknown) =>
+        deps.logger.error('could not release the delivery id of a delivery that was not queued', { scanner: scannerName, deliveryId: parsed.deliveryId, error: publicError(releaseError) }),
+      );
+      throw error;
+    }
+  }
   deps.logger.info('webhook accepted', { scanner: scannerName, deliveryId: parsed.deliveryId, reports: tasks.length, ...(parsed.ignored ? { ignored: parsed.ignored } : {}) });
   return { status: 202, body: { message: parsed.ignored ? `accepted, nothing to do: ${parsed.ignored}` : 'accepted', deliveryId: parsed.deliveryId, accepted: tasks.length } };
 }

@@ -3,13 +3,13 @@ import type { RotationEngine } from './rotation.ts';
 import type { FingerprintIndex, FingerprintHit } from './ports/fingerprint-index.ts';
 import type { TicketSystem, TicketDraft, Ticket } from './ports/tickets.ts';
 import type { AlertApi } from './ports/alert-api.ts';
-import type { LeakReport } from './leak.ts';
+import type { LeakLocation, LeakReport, LeakSource } from './leak.ts';
 import { REVOKED_LABEL, STAGE, type SecretDescription } from './ports/secret-store.ts';
-import { candidatesOfLeak, fingerprint } from './fingerprint.ts';
+import { candidatesOfLeak, fingerprint, hmslFingerprint } from './fingerprint.ts';
 import { scoreLeak, type LeakState, type Risk } from './risk.ts';
 import { revokeCredential } from './revocation.ts';
 import { DETAIL_TYPE, emit } from './events.ts';
-import { NotFoundError, publicError } from './errors.ts';
+import { NotFoundError, isRekeyError, publicError } from './errors.ts';
 import { TAG, isPrivileged } from './secret.ts';
 import { mapLimit } from './concurrency.ts';
 
@@ -29,47 +29,84 @@ export interface LeakDeps extends CoreDeps {
 export interface LeakTask {
   deliveryId: string;
   receivedAt: string;
-  report: Omit<LeakReport, 'value' | 'exposedAt'> & { exposedAt?: string };
+  report: TaskReport;
   fingerprints: string[];
-  /** The ticket's de-duplication key: the fingerprint of the leaked value as found. */
+  /** The fingerprint of the leaked value as found: the ticket key when no managed secret matches. */
   key?: string;
 }
 
+type TaskReport = Omit<LeakReport, 'value' | 'exposedAt' | 'hmslHash'> & { exposedAt?: string };
+
 export function leakTask(indexKey: Buffer, deliveryId: string, report: LeakReport, receivedAt: Date): LeakTask {
-  const { value, exposedAt, ...rest } = report;
-  const candidates = value ? candidatesOfLeak(value.reveal()) : [];
+  const { value, exposedAt, hmslHash, ...rest } = report;
+  const fingerprints = value ? candidatesOfLeak(value.reveal()).map((c) => fingerprint(indexKey, c)) : [];
+  if (hmslHash) fingerprints.push(hmslFingerprint(indexKey, hmslHash));
+  const key = value ? fingerprint(indexKey, value.reveal().trim()) : hmslHash ? hmslFingerprint(indexKey, hmslHash) : undefined;
   return {
     deliveryId,
     receivedAt: receivedAt.toISOString(),
     report: { ...rest, ...(exposedAt ? { exposedAt: exposedAt.toISOString() } : {}) },
-    fingerprints: candidates.map((c) => fingerprint(indexKey, c)),
-    ...(value ? { key: fingerprint(indexKey, value.reveal().trim()) } : {}),
+    fingerprints,
+    ...(key ? { key } : {}),
   };
 }
 
+/**
+ * One leaked value as the worker sees it: every task of the burst that reported it (grouped by
+ * `key`, so one value found in three files, or by two scanners, is remediated once and ticketed
+ * once), the reports merged, what it matched and its risk.
+ */
 export interface AssessedLeak {
-  task: LeakTask;
+  tasks: LeakTask[];
+  report: TaskReport & { sources: LeakSource[] };
+  /** The fingerprints looked up (for GitHub: computed after the fetch), kept to re-match cheaply. */
+  fingerprints: string[];
   state: LeakState;
   hit?: FingerprintHit;
   description?: SecretDescription;
   risk: Risk;
+  /**
+   * The ticket and grouping key. A matched leak: its version (`version` fingerprint), so the
+   * password and URI forms, or several scanners, of one value share a ticket. Unmatched: the
+   * fingerprint of the value as found.
+   */
   key: string;
+  /** The unmatched fallback key, kept so a merge or a refresh never loses it. */
+  valueKey?: string;
+}
+
+/** The ticket key of a matched leak: one per (secret, version), opaque like every other key. */
+export function versionKey(indexKey: Buffer, secretId: string, versionId: string): string {
+  return fingerprint(indexKey, `version\u0000${secretId}\u0000${versionId}`);
 }
 
 const STATE_ORDER: LeakState[] = ['current', 'pending', 'previous-live', 'revoked', 'superseded'];
 
+interface Match {
+  hit: FingerprintHit;
+  description: SecretDescription;
+  state: LeakState;
+}
+
 /** Match by fingerprint lookup (never by decrypting secrets) and score. */
 export async function assessLeak(deps: LeakDeps, task: LeakTask): Promise<AssessedLeak> {
-  let { fingerprints, key } = task;
-  if (fingerprints.length === 0 && task.report.fetch && deps.alerts) {
-    const value = await deps.alerts.fetchLeakedValue(hydrate(task));
-    if (value) {
-      fingerprints = candidatesOfLeak(value.reveal()).map((c) => fingerprint(deps.indexKey, c));
-      key = fingerprint(deps.indexKey, value.reveal().trim());
-    }
-  }
-  const hits = (await Promise.all(fingerprints.map((fp) => deps.index.lookup(fp)))).flat();
-  const candidates: { hit: FingerprintHit; description: SecretDescription; state: LeakState }[] = [];
+  const { fingerprints, valueKey } = await fingerprintsOf(deps, task);
+  const match = await matchFingerprints(deps, fingerprints);
+  return assembled(deps, [task], { ...task.report, sources: [task.report.source] }, fingerprints, match, valueKey);
+}
+
+/** GitHub's webhook omits the value: read it from the alert, fingerprint it, forget it. */
+async function fingerprintsOf(deps: LeakDeps, task: LeakTask): Promise<{ fingerprints: string[]; valueKey?: string }> {
+  if (task.fingerprints.length || !task.report.fetch || !deps.alerts) return { fingerprints: task.fingerprints, ...(task.key ? { valueKey: task.key } : {}) };
+  const value = await deps.alerts.fetchLeakedValue(hydrate(task.report));
+  if (!value) return { fingerprints: [], ...(task.key ? { valueKey: task.key } : {}) };
+  const text = value.reveal();
+  return { fingerprints: candidatesOfLeak(text).map((c) => fingerprint(deps.indexKey, c)), valueKey: fingerprint(deps.indexKey, text.trim()) };
+}
+
+async function matchFingerprints(deps: LeakDeps, fingerprints: string[]): Promise<Match | undefined> {
+  const hits = (await Promise.all([...new Set(fingerprints)].map((fp) => deps.index.lookup(fp)))).flat();
+  const candidates: Match[] = [];
   for (const hit of dedupeHits(hits)) {
     try {
       const description = await deps.store.describeSecret(hit.secretId);
@@ -79,25 +116,70 @@ export async function assessLeak(deps: LeakDeps, task: LeakTask): Promise<Assess
     }
   }
   candidates.sort((a, b) => STATE_ORDER.indexOf(a.state) - STATE_ORDER.indexOf(b.state));
-  const best = candidates[0];
+  return candidates[0];
+}
+
+function assembled(
+  deps: LeakDeps,
+  tasks: LeakTask[],
+  report: AssessedLeak['report'],
+  fingerprints: string[],
+  match: Match | undefined,
+  valueKey: string | undefined,
+  key?: string,
+): AssessedLeak {
   const now = deps.now().getTime();
-  const exposedAt = task.report.exposedAt ? Date.parse(task.report.exposedAt) : undefined;
+  const exposedAt = report.exposedAt ? Date.parse(report.exposedAt) : undefined;
   const risk = scoreLeak({
-    state: best?.state ?? 'unmatched',
-    ...(task.report.public !== undefined ? { public: task.report.public } : {}),
-    privileged: best ? isPrivileged(best.description.tags) : false,
-    ...(best?.description.tags[TAG.environment] ? { environment: best.description.tags[TAG.environment] } : {}),
+    state: match?.state ?? 'unmatched',
+    ...(report.public !== undefined ? { public: report.public } : {}),
+    privileged: match ? isPrivileged(match.description.tags) : false,
+    ...(match?.description.tags[TAG.environment] ? { environment: match.description.tags[TAG.environment] } : {}),
     ...(exposedAt !== undefined && !Number.isNaN(exposedAt) ? { exposedForMs: now - exposedAt } : {}),
-    occurrences: task.report.occurrences,
-    ...(task.report.validity ? { scannerValidity: task.report.validity } : {}),
+    occurrences: report.occurrences,
+    ...(report.validity ? { scannerValidity: report.validity } : {}),
   });
   return {
-    task,
-    state: best?.state ?? 'unmatched',
-    ...(best ? { hit: best.hit, description: best.description } : {}),
+    tasks,
+    report,
+    fingerprints,
+    state: match?.state ?? 'unmatched',
+    ...(match ? { hit: match.hit, description: match.description } : {}),
     risk,
-    key: key ?? `${task.report.source}:${task.report.sourceId}`,
+    key: key ?? (match ? versionKey(deps.indexKey, match.hit.secretId, match.hit.versionId) : (valueKey ?? `${report.source}:${report.sourceId}`)),
+    ...(valueKey ? { valueKey } : {}),
   };
+}
+
+const matchOf = (leak: AssessedLeak): Match | undefined => (leak.hit && leak.description ? { hit: leak.hit, description: leak.description, state: leak.state } : undefined);
+
+/** Two assessments of one value (same key): one leak, its reports merged and scored again. */
+function merged(deps: LeakDeps, a: AssessedLeak, b: AssessedLeak): AssessedLeak {
+  const seen = new Set<string>();
+  const locations = [...a.report.locations, ...b.report.locations].filter((l: LeakLocation) => {
+    const id = JSON.stringify(l);
+    return seen.has(id) ? false : (seen.add(id), true);
+  });
+  const pub = a.report.public === true || b.report.public === true ? true : a.report.public === false || b.report.public === false ? false : undefined;
+  const validity = a.report.validity === 'active' || b.report.validity === 'active' ? 'active' : (a.report.validity ?? b.report.validity);
+  const exposedAt = [a.report.exposedAt, b.report.exposedAt].filter((d): d is string => !!d).sort()[0];
+  const { public: _p, validity: _v, exposedAt: _e, ...rest } = a.report;
+  const report: AssessedLeak['report'] = {
+    ...rest,
+    locations,
+    occurrences: a.report.occurrences + b.report.occurrences,
+    sources: [...new Set([...a.report.sources, ...b.report.sources])],
+    ...(pub !== undefined ? { public: pub } : {}),
+    ...(validity ? { validity } : {}),
+    ...(exposedAt ? { exposedAt } : {}),
+  };
+  return assembled(deps, [...a.tasks, ...b.tasks], report, [...new Set([...a.fingerprints, ...b.fingerprints])], matchOf(a), a.valueKey ?? b.valueKey, a.key);
+}
+
+/** Looks again just before acting: an earlier leak of the burst may have rotated this secret. */
+async function refreshed(deps: LeakDeps, leak: AssessedLeak): Promise<AssessedLeak> {
+  const match = await matchFingerprints(deps, leak.fingerprints);
+  return assembled(deps, leak.tasks, leak.report, leak.fingerprints, match, leak.valueKey, leak.key);
 }
 
 function stateOf(description: SecretDescription, versionId: string): LeakState {
@@ -111,36 +193,54 @@ function stateOf(description: SecretDescription, versionId: string): LeakState {
 }
 
 export interface RemediationResult {
+  /** The first task of the leak (the other tasks of the same value are in `tasks`). */
   deliveryId: string;
   sourceId: string;
+  /** Every task this result answers for: one per finding of this value in the burst. */
+  tasks: { deliveryId: string; sourceId: string }[];
   secretId?: string;
   versionId?: string;
   state: LeakState;
   risk: Risk;
   actions: string[];
   ticket?: Ticket;
-  error?: { code: string; message: string };
+  error?: { code: string; message: string; retryable: boolean };
   durationMs: number;
 }
 
+const failureOf = (error: unknown): { code: string; message: string; retryable: boolean } => ({
+  ...publicError(error),
+  retryable: isRekeyError(error) ? error.retryable : false,
+});
+
 /**
  * Work a leak: rotate now if the value is AWSCURRENT (or about to be), revoke the leaked
- * credential at once with no grace and prove it dead, resolve the scanner's alert, and open or
+ * credential at once with no grace and prove it dead, resolve the scanners' alerts, and open or
  * update one ticket for the leaked value. Events at each step; never a value anywhere.
  */
 export async function remediateLeak(deps: LeakDeps, leak: AssessedLeak): Promise<RemediationResult> {
   const started = performance.now();
-  const { task, risk, hit, state } = leak;
+  const { tasks, report, risk, hit, state } = leak;
   const secretId = hit?.secretId;
   // The scanner that reported the leak is who acted; every event and audit record names it.
-  const actor = `scanner:${task.report.source}`;
-  const base = { secretId: secretId ?? 'unmatched', trigger: 'leak' as const, actor, risk: { score: risk.score, priority: risk.priority }, source: task.report.source, sourceId: task.report.sourceId };
-  await emit(deps, DETAIL_TYPE.leakDetected, { ...base, ...(hit ? { versionId: hit.versionId } : {}), state, reasons: risk.reasons });
+  const actor = `scanner:${report.source}`;
+  const base = {
+    secretId: secretId ?? 'unmatched',
+    trigger: 'leak' as const,
+    actor,
+    risk: { score: risk.score, priority: risk.priority },
+    source: report.source,
+    sourceId: report.sourceId,
+    ...(tasks.length > 1 ? { findings: tasks.length, sources: report.sources } : {}),
+  };
+  // Not awaited before acting (emit never rejects): the rotation starts while the audit trail
+  // records the detection; the bus keeps the order, and it is awaited before the next event.
+  const detected = emit(deps, DETAIL_TYPE.leakDetected, { ...base, ...(hit ? { versionId: hit.versionId } : {}), state, reasons: risk.reasons });
   const actions: string[] = [];
-  let failure: { code: string; message: string } | undefined;
+  let failure: RemediationResult['error'];
   try {
     if (hit && (state === 'current' || state === 'pending')) {
-      const rotated = await deps.rotation.rotate(hit.secretId, { trigger: 'leak', actor, reason: `leaked via ${task.report.source} ${task.report.sourceId}` });
+      const rotated = await deps.rotation.rotate(hit.secretId, { trigger: 'leak', actor, reason: `leaked via ${report.source} ${report.sourceId}` });
       actions.push(`Rotated ${hit.secretId}: version ${rotated.versionId} is now AWSCURRENT (${rotated.strategy}).`);
       if (state === 'pending') {
         // The leaked pending value was just promoted by the resumed rotation: rotate once more.
@@ -149,33 +249,41 @@ export async function remediateLeak(deps: LeakDeps, leak: AssessedLeak): Promise
       }
     }
     if (hit && (state === 'current' || state === 'pending' || state === 'previous-live')) {
-      const revoked = await revokeCredential(deps, hit.secretId, { versionId: hit.versionId, trigger: 'leak', actor, reason: `leaked via ${task.report.source}` });
+      const revoked = await revokeCredential(deps, hit.secretId, { versionId: hit.versionId, trigger: 'leak', actor, reason: `leaked via ${report.source}` });
       actions.push(`Revoked the leaked credential (user ${revoked.username}, version ${revoked.versionId}) with no grace; ${revoked.sessionsEnded} session(s) ended; a login with it was refused.`);
     }
-    if (hit && (state === 'revoked' || state === 'superseded')) actions.push('No action needed: the leaked value no longer works.');
+    if (hit && (state === 'revoked' || state === 'superseded')) actions.push(`No action needed: the leaked value (version ${hit.versionId}) no longer works.`);
     if (!hit) actions.push('No managed secret matches this value: nothing was rotated. Find its owner.');
-    if (hit && deps.alerts && state !== 'unmatched') {
-      const resolved = await deps.alerts.resolveAlert(hydrate(task), `rekey revoked this credential (${hit.secretId}) and opened a remediation ticket.`).catch((error: unknown) => {
-        deps.logger.warn('could not resolve the scanner alert', { sourceId: task.report.sourceId, error: publicError(error) });
-        return false;
-      });
-      if (resolved) actions.push(`Resolved the ${task.report.source} alert as revoked.`);
+    if (hit && deps.alerts) {
+      const alerts = deps.alerts;
+      const seen = new Set<string>();
+      for (const task of tasks) {
+        const ref = task.report.fetch;
+        if (!ref || seen.has(`${ref.owner}/${ref.repo}#${ref.alertNumber}`)) continue;
+        seen.add(`${ref.owner}/${ref.repo}#${ref.alertNumber}`);
+        const comment = `rekey revoked this credential (${hit.secretId}, version ${hit.versionId}) and opened a remediation ticket.`;
+        const resolved = await alerts.resolveAlert(hydrate(task.report), comment).catch((error: unknown) => {
+          deps.logger.warn('could not resolve the scanner alert', { sourceId: task.report.sourceId, error: publicError(error) });
+          return false;
+        });
+        if (resolved) actions.push(`Resolved the ${task.report.source} alert ${task.report.sourceId} as revoked.`);
+      }
     }
   } catch (error) {
-    failure = publicError(error);
+    failure = failureOf(error);
     actions.push(`Remediation failed (${failure.code}): ${failure.message}. The ticket is open for a human.`);
-    deps.logger.error('leak remediation failed', { secretId: base.secretId, sourceId: task.report.sourceId, error: failure });
+    deps.logger.error('leak remediation failed', { secretId: base.secretId, sourceId: report.sourceId, error: publicError(error) });
   }
 
-  const draft = ticketDraft(leak, actions);
+  await detected;
   let ticket: Ticket | undefined;
   try {
-    const upserted = await deps.tickets.upsert(draft);
+    const upserted = await deps.tickets.upsert(ticketDraft(deps, leak, actions));
     ticket = upserted.ticket;
     if (upserted.created) await emit(deps, DETAIL_TYPE.ticketOpened, { ...base, ticketId: ticket.id, ...(ticket.url ? { ticketUrl: ticket.url } : {}) });
   } catch (error) {
     deps.logger.error('could not open the remediation ticket', { secretId: base.secretId, error: publicError(error) });
-    failure ??= publicError(error);
+    failure ??= failureOf(error);
   }
   const durationMs = Math.round(performance.now() - started);
   await emit(deps, DETAIL_TYPE.leakRemediated, {
@@ -185,11 +293,12 @@ export async function remediateLeak(deps: LeakDeps, leak: AssessedLeak): Promise
     durationMs,
     outcome: failure ? 'failed' : 'succeeded',
     ...(ticket ? { ticketId: ticket.id, ...(ticket.url ? { ticketUrl: ticket.url } : {}) } : {}),
-    ...(failure ? { error: failure } : {}),
+    ...(failure ? { error: { code: failure.code, message: failure.message } } : {}),
   });
   return {
-    deliveryId: task.deliveryId,
-    sourceId: task.report.sourceId,
+    deliveryId: tasks[0]!.deliveryId,
+    sourceId: report.sourceId,
+    tasks: tasks.map((t) => ({ deliveryId: t.deliveryId, sourceId: t.report.sourceId })),
     ...(secretId ? { secretId } : {}),
     ...(hit ? { versionId: hit.versionId } : {}),
     state,
@@ -201,31 +310,136 @@ export async function remediateLeak(deps: LeakDeps, leak: AssessedLeak): Promise
   };
 }
 
-/** Assess a burst, then work it highest risk first (ties: the earliest received). */
-export async function remediateBurst(deps: LeakDeps, tasks: LeakTask[], concurrency = 4): Promise<RemediationResult[]> {
-  const assessed = await mapLimit(tasks, concurrency, (task) => assessLeak(deps, task));
-  assessed.sort((a, b) => b.risk.score - a.risk.score || a.task.receivedAt.localeCompare(b.task.receivedAt));
+/**
+ * A task that could not even be assessed (GitHub's alert API failed, the index is unreachable):
+ * nothing was done. Reported as a failure — SQS redelivers it; `rekey serve` retries a retryable
+ * one — with an event, so chat and the audit trail see it. A retryable failure opens no ticket (the
+ * retry will); a final one (a token without the scope, an alert that is gone) opens a triage
+ * ticket saying so, since no retry will ever get further.
+ */
+async function assessmentFailed(deps: LeakDeps, task: LeakTask, error: unknown): Promise<RemediationResult> {
+  const failure = failureOf(error);
+  const risk = scoreLeak({ state: 'unmatched', ...(task.report.public !== undefined ? { public: task.report.public } : {}), privileged: false, occurrences: task.report.occurrences });
+  deps.logger.error('leak assessment failed', { sourceId: task.report.sourceId, source: task.report.source, error: { code: failure.code, message: failure.message } });
+  let ticket: Ticket | undefined;
+  if (!failure.retryable) {
+    try {
+      const report = { ...task.report, sources: [task.report.source] };
+      const actions = [`Could not read or match the leaked value (${failure.code}): ${failure.message}. Nothing was rotated.`];
+      const draft = ticketDraft(deps, { tasks: [task], report, fingerprints: [], state: 'unmatched', risk, key: `${task.report.source}:${task.report.sourceId}` }, actions);
+      ticket = (await deps.tickets.upsert({ ...draft, title: `[${risk.priority}] Leaked credential: could not read ${task.report.source} finding ${task.report.sourceId}` })).ticket;
+    } catch (ticketError) {
+      deps.logger.error('could not open the remediation ticket', { sourceId: task.report.sourceId, error: publicError(ticketError) });
+    }
+  }
+  await emit(deps, DETAIL_TYPE.leakRemediated, {
+    secretId: 'unmatched',
+    trigger: 'leak',
+    actor: `scanner:${task.report.source}`,
+    source: task.report.source,
+    sourceId: task.report.sourceId,
+    state: 'unmatched',
+    outcome: 'failed',
+    ...(ticket ? { ticketId: ticket.id, ...(ticket.url ? { ticketUrl: ticket.url } : {}) } : {}),
+    error: { code: failure.code, message: failure.message },
+  });
+  return {
+    deliveryId: task.deliveryId,
+    sourceId: task.report.sourceId,
+    tasks: [{ deliveryId: task.deliveryId, sourceId: task.report.sourceId }],
+    state: 'unmatched',
+    risk,
+    actions: [],
+    ...(ticket ? { ticket } : {}),
+    error: failure,
+    durationMs: 0,
+  };
+}
+
+export interface BurstOptions {
+  /** Assessments in flight at once (index lookups, GitHub alert reads). */
+  concurrency?: number;
+  /**
+   * Tasks that arrived while the burst was being worked (the in-process queue): assessed and
+   * ranked with what is left, so the next leak worked is always the riskiest one known.
+   */
+  more?: () => LeakTask[];
+  onResult?: (result: RemediationResult) => void;
+}
+
+/**
+ * Assess a burst, group the findings of one value, then work it highest risk first (ties: the
+ * earliest received, then the order of the report). Sequential on purpose: the riskiest leak gets
+ * the databases' full attention first, and two leaks of one secret never race each other's
+ * rotations. Each leak is matched again just before it is worked, so a value an earlier leak of
+ * the burst already killed is recognised as dead.
+ */
+export async function remediateBurst(deps: LeakDeps, tasks: LeakTask[], options: BurstOptions = {}): Promise<RemediationResult[]> {
   const results: RemediationResult[] = [];
-  // Sequential on purpose: the riskiest leak gets the databases' full attention first, and two
-  // leaks of the same secret never race each other's rotations.
-  for (const leak of assessed) results.push(await remediateLeak(deps, leak));
+  const record = (result: RemediationResult) => {
+    results.push(result);
+    options.onResult?.(result);
+  };
+  let pending: AssessedLeak[] = [];
+  // How many leaks were worked when each pending one was (last) assessed: one assessed since the
+  // last remediation cannot be stale, and skips the second look.
+  let worked = 0;
+  const assessedAt = new WeakMap<AssessedLeak, number>();
+  const admit = async (incoming: LeakTask[]) => {
+    const assessed = await mapLimit(incoming, options.concurrency ?? 4, async (task) => {
+      try {
+        return await assessLeak(deps, task);
+      } catch (error) {
+        record(await assessmentFailed(deps, task, error));
+        return undefined;
+      }
+    });
+    for (const leak of assessed) {
+      if (!leak) continue;
+      const at = pending.findIndex((p) => p.key === leak.key);
+      const entry = at >= 0 ? merged(deps, pending[at]!, leak) : leak;
+      assessedAt.set(entry, at >= 0 ? Math.min(assessedAt.get(pending[at]!) ?? 0, worked) : worked);
+      if (at >= 0) pending[at] = entry;
+      else pending.push(entry);
+    }
+  };
+  await admit(tasks);
+  for (;;) {
+    const extra = options.more?.() ?? [];
+    if (extra.length) await admit(extra);
+    if (!pending.length) break;
+    pending.sort((a, b) => b.risk.score - a.risk.score || a.tasks[0]!.receivedAt.localeCompare(b.tasks[0]!.receivedAt));
+    const next = pending.shift()!;
+    let leak = next;
+    if ((assessedAt.get(next) ?? 0) < worked) {
+      try {
+        leak = await refreshed(deps, next);
+      } catch (error) {
+        deps.logger.warn('could not match the leak again before acting; using the first assessment', { sourceId: next.report.sourceId, error: publicError(error) });
+      }
+    }
+    record(await remediateLeak(deps, leak));
+    worked += 1;
+  }
   return results;
 }
 
-function ticketDraft(leak: AssessedLeak, actions: string[]): TicketDraft {
-  const { task, risk, hit, description } = leak;
-  const subject = hit ? hit.secretId : `unmatched ${task.report.secretType}`;
-  const where = task.report.locations.map((l) => `- ${[l.repository, l.file && `${l.file}${l.line ? `:${l.line}` : ''}`, l.commit && `commit ${l.commit.slice(0, 12)}`, l.url].filter(Boolean).join(' · ')}`);
+function ticketDraft(deps: LeakDeps, leak: AssessedLeak, actions: string[]): TicketDraft {
+  const { report, risk, hit, description, tasks } = leak;
+  const repository = report.locations.find((l) => l.repository)?.repository;
+  const subject = hit ? hit.secretId : `unmatched ${report.secretType}${repository ? ` in ${repository}` : ''}`;
+  const where = report.locations.map((l) => `- ${[l.repository, l.file && `${l.file}${l.line ? `:${l.line}` : ''}`, l.commit && `commit ${l.commit.slice(0, 12)}`, l.url].filter(Boolean).join(' · ')}`);
   const owner = description?.tags[TAG.owner];
+  const reportedBy = [...new Set(tasks.map((t) => `${t.report.source} (${t.report.sourceId})`))].join(', ');
   const body = [
-    `**Priority ${risk.priority}** (risk ${risk.score}/100) — leaked ${task.report.secretType} reported by ${task.report.source} (${task.report.sourceId}).`,
+    `**Priority ${risk.priority}** (risk ${risk.score}/100) — leaked ${report.secretType} reported by ${reportedBy}.`,
     '',
     '### Why this priority',
     ...risk.reasons.map((r) => `- ${r}`),
     '',
     '### Where it leaked',
     ...(where.length ? where : ['- (the scanner gave no location)']),
-    `- exposure: ${task.report.public === true ? 'public' : task.report.public === false ? 'private' : 'unknown'}${task.report.exposedAt ? `, since ${task.report.exposedAt}` : ''}`,
+    `- exposure: ${report.public === true ? 'public' : report.public === false ? 'private' : 'unknown'}${report.exposedAt ? `, since ${report.exposedAt}` : ''}`,
     '',
     '### What rekey already did',
     ...actions.map((a) => `- ${a}`),
@@ -236,19 +450,28 @@ function ticketDraft(leak: AssessedLeak, actions: string[]): TicketDraft {
     '- [ ] Check the database and access logs for use of the leaked credential since the exposure',
     '- [ ] Close the finding in the scanner once done',
   ].join('\n');
+  const dead = leak.state === 'revoked' || leak.state === 'superseded';
+  const at = deps.now().toISOString();
   return {
     key: leak.key,
     title: `[${risk.priority}] Leaked credential: ${subject}`,
     body,
     priority: risk.priority,
     score: risk.score,
-    labels: [risk.priority, `source:${task.report.source}`, 'rekey', 'leaked-credential', ...(hit ? [] : ['triage'])],
+    labels: [risk.priority, ...report.sources.map((s) => `source:${s}`), 'rekey', 'leaked-credential', ...(hit ? [] : ['triage'])],
     ...(owner ? { assignee: owner } : {}),
+    // A value already dead was dealt with before: its ticket keeps its history and priority.
+    ...(dead
+      ? {
+          ifExists: 'note' as const,
+          note: [`Reported again by ${reportedBy} at ${at} (risk now ${risk.score}/100, ${risk.priority}).`, ...where, ...actions.map((a) => `- ${a}`)].join('\n'),
+        }
+      : {}),
   };
 }
 
-function hydrate(task: LeakTask): LeakReport {
-  const { exposedAt, ...rest } = task.report;
+function hydrate(report: TaskReport): LeakReport {
+  const { exposedAt, ...rest } = report;
   return { ...rest, ...(exposedAt ? { exposedAt: new Date(exposedAt) } : {}) };
 }
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError } from './errors.ts';
 import { Sealed } from './sealed.ts';
 import { parseDuration } from './duration.ts';

@@ -8,7 +8,7 @@ import type { IntakeDeps } from '#core/intake.ts';
 import type { LeakQueue, DeliveryLog } from '#core/ports/leak-queue.ts';
 import type { TicketSystem } from '#core/ports/tickets.ts';
 import type { AlertApi } from '#core/ports/alert-api.ts';
-import { ConfigError } from '#core/errors.ts';
+import { ConfigError, publicError } from '#core/errors.ts';
 import { scannerRegistry, KNOWN_SCANNERS } from '#adapters/scanners/registry.ts';
 import { GitHubIssuesTickets } from '#adapters/ticketing/github-issues.ts';
 import { LocalFileTickets } from '#adapters/ticketing/local.ts';
@@ -33,11 +33,27 @@ export interface LeakOverrides {
   queue?: LeakQueue;
   deliveries?: DeliveryLog;
   onResult?: (result: RemediationResult) => void;
+  /** The in-process queue's retry delays for retryable failures (tests shorten them). */
+  retryDelaysMs?: number[];
 }
 
 /** Adds the leak path to the core services: scanners, tickets, the scanner API, queue and replay log. */
 export function buildLeakServices(services: Services, config: Config, overrides: LeakOverrides = {}): LeakServices {
-  const octokit = config.GITHUB_TOKEN ? new Octokit({ auth: config.GITHUB_TOKEN, baseUrl: config.GITHUB_API_URL }) : undefined;
+  const logger = services.deps.logger;
+  // Octokit's own log goes through rekey's structured logger: its request lines name method, path
+  // and status only; an expected 400 (an alert already resolved) is not worth more than debug.
+  const octokit = config.GITHUB_TOKEN
+    ? new Octokit({
+        auth: config.GITHUB_TOKEN,
+        baseUrl: config.GITHUB_API_URL,
+        log: {
+          debug: () => {},
+          info: () => {},
+          warn: (message: string) => logger.warn('GitHub client warning', { message: String(message).slice(0, 300) }),
+          error: (message: string) => logger.debug('GitHub request failed', { request: String(message).slice(0, 300) }),
+        },
+      })
+    : undefined;
   let tickets = overrides.tickets;
   if (!tickets && octokit && config.REKEY_TICKETS_REPO) tickets = new GitHubIssuesTickets({ octokit, repo: config.REKEY_TICKETS_REPO });
   if (!tickets && services.storeDir) tickets = new LocalFileTickets({ file: join(services.storeDir, 'tickets.json') });
@@ -59,11 +75,12 @@ export function buildLeakServices(services: Services, config: Config, overrides:
   }
   if (!queue) {
     if (!services.storeDir) throw new ConfigError('REKEY_LEAK_QUEUE_URL must be set on AWS');
-    localQueue = new InProcessLeakQueue(
-      (tasks: LeakTask[]) => remediateBurst(leak, tasks),
-      overrides.onResult,
-      (error) => services.deps.logger.error('leak worker failed', { code: (error as { code?: string }).code ?? 'INTERNAL' }),
-    );
+    localQueue = new InProcessLeakQueue({
+      work: (tasks: LeakTask[], burst) => remediateBurst(leak, tasks, burst),
+      ...(overrides.onResult ? { onResult: overrides.onResult } : {}),
+      onError: (error) => services.deps.logger.error('leak worker failed', { error: publicError(error) }),
+      ...(overrides.retryDelaysMs ? { retryDelaysMs: overrides.retryDelaysMs } : {}),
+    });
     queue = localQueue;
   }
   let deliveries = overrides.deliveries;

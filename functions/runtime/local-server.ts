@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { acceptDelivery } from '#core/intake.ts';
+import { acceptDelivery, failedReply } from '#core/intake.ts';
 import { MAX_BODY_BYTES } from '#core/leak.ts';
 import { sweep } from '#core/sweep.ts';
 import { parseDuration } from '#core/duration.ts';
@@ -44,7 +44,8 @@ export async function startLocalServer(
       })
       .catch((error: unknown) => {
         log.error('webhook failed', { error: publicError(error) });
-        if (!res.headersSent) reply(500, { message: 'internal error' });
+        const failed = failedReply(error);
+        if (!res.headersSent) reply(failed.status, failed.body);
       });
   });
   await new Promise<void>((resolve, reject) => {
@@ -70,6 +71,8 @@ export async function startLocalServer(
     async close() {
       if (timer) clearInterval(timer);
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      // Finish what is being worked; retries still waiting are dropped (their tickets say so).
+      leak.localQueue?.stop();
       await leak.localQueue?.idle();
     },
   };

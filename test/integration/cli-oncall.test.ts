@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
+import { PassThrough } from 'node:stream';
 import { STAGE } from '#core/ports/secret-store.ts';
 import type { AuditRecord } from '#core/audit.ts';
 import type { SecretStatus } from '#core/inspect.ts';
@@ -9,6 +10,7 @@ import { assertCanLogIn, uniqueName } from '#test/helpers/databases.ts';
 import { dropUser } from '#test/helpers/users.ts';
 import { managedUser, storedLogin, testRekey, type TestRekey } from '#test/helpers/rekey.ts';
 import { cliRunner } from '#test/helpers/cli.ts';
+import { run } from '../../scripts/rekey.ts';
 
 const users: string[] = [];
 afterAll(async () => {
@@ -96,6 +98,10 @@ describe('rekey CLI for on-call', () => {
       expect(refused).toMatchObject({ code: 1, stdout: '' });
       expect(refused.stderr).toBe(`rekey: a reason is required to rotate production secrets (rekey:environment=prod) by hand; give one with --reason: ${prod.secretId}\n`);
       expect((await rekey.deps.store.describeSecret(prod.secretId)).versions).toHaveLength(1);
+      const dry = await cli('rotate', prod.secretId, '--dry-run', '--reason', 'incident 42');
+      expect(dry.code).toBe(0);
+      expect(dry.stdout).toMatch(new RegExp(`${prod.secretId.replace(/\//g, '\\/')} .*single .*prod .*rotate; previous stays valid 1\\.0h`));
+      expect(dry.stdout).toContain('dry run: 1 secret(s) would be rotated; nothing was changed');
       expect(await cli('rotate', prod.secretId, '--reason', 'incident 42')).toMatchObject({ code: 0 });
       const records = JSON.parse((await cli('audit', '--secret', prod.secretId, '--json')).stdout) as AuditRecord[];
       expect(records.map((r) => [r.action, r.actor, r.reason, r.trigger])).toEqual([
@@ -121,6 +127,28 @@ describe('rekey CLI for on-call', () => {
       expect(await plain('rotate', app.secretId)).toMatchObject({ code: 0 });
       const records = JSON.parse((await plain('audit', '--json')).stdout) as AuditRecord[];
       expect(records.map((r) => r.actor)).toEqual([`cli:${userInfo().username}`, `cli:${userInfo().username}`]);
+    });
+  });
+
+  describe('rotate progress', () => {
+    it('draws a progress bar only on the terminal stream it is given, never in the command output', async () => {
+      const a = await user({ 'rekey:max-age': '1h' });
+      const b = await user({ 'rekey:max-age': '1h' });
+      clock = 2 * HOUR;
+      const drawn: string[] = [];
+      const terminal = new PassThrough() as PassThrough & { isTTY: boolean; columns: number };
+      terminal.isTTY = true;
+      terminal.columns = 120;
+      terminal.on('data', (chunk: Buffer) => void drawn.push(chunk.toString()));
+      const out: string[] = [];
+      const { events: _own, ...shared } = rekey.overrides;
+      const code = await run(['rotate', '--due'], { stdout: (t) => void out.push(t), stderr: () => {}, readStdin: async () => '', env: rekey.env, overrides: shared, progress: terminal });
+      expect(code).toBe(0);
+      expect(drawn.join('')).toMatch(/rotating .* 2\/2 \| 2 ok, 0 failed/);
+      expect(out.join('')).not.toMatch(/rotating/);
+      expect(out.join('')).toMatch(/2 succeeded, 0 failed of 2/);
+      rekey.guard.output('progress', drawn.join(''));
+      for (const s of [a, b]) await storedLogin(rekey, s.secretId, { stage: STAGE.current });
     });
   });
 

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { STAGE } from '#core/ports/secret-store.ts';
 import { DETAIL_TYPE } from '#core/events.ts';
+import type { SweepReport } from '#core/sweep.ts';
 import { createHandler as createSweepHandler } from '../../functions/scheduled-rotation.ts';
 import { createHandler as createOpsHandler } from '../../functions/ops.ts';
 import { assertCanLogIn, assertCannotLogIn, uniqueName, type TestEngine } from '#test/helpers/databases.ts';
@@ -25,6 +26,15 @@ afterAll(async () => {
 });
 
 const DAY = 86_400_000;
+
+/**
+ * The sweep handler fails by throwing (errors: 'throw'), so a result is always a report; the
+ * middleware's type also admits the `{ ok: false }` form of `errors: 'return'` handlers.
+ */
+function reportOf(result: SweepReport | { ok: false; error: { code: string; message: string } }): SweepReport {
+  if (!('items' in result)) throw new Error(`the sweep answered ${result.error.code} instead of a report`);
+  return result;
+}
 
 describe('scheduled-rotation handler', () => {
   let rekey: TestRekey;
@@ -53,7 +63,7 @@ describe('scheduled-rotation handler', () => {
       clock = 2 * DAY;
 
       const handler = createSweepHandler({ services: async () => rekey });
-      const report = await handler({ source: 'aws.events', 'detail-type': 'Scheduled Event' }, lambdaContext());
+      const report = reportOf(await handler({ source: 'aws.events', 'detail-type': 'Scheduled Event' }, lambdaContext()));
       rekey.guard.output('sweep report', report);
       const byId = Object.fromEntries(report.items.map((item) => [item.secretId, item]));
 
@@ -79,7 +89,7 @@ describe('scheduled-rotation handler', () => {
       const app = await managedUser(rekey, 'postgres', { username: user('postgres'), strategy: 'alternating', tags: { 'rekey:grace': '1h' } });
       await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
       clock = 30 * 60_000;
-      const report = await createSweepHandler({ services: async () => rekey })({}, lambdaContext());
+      const report = reportOf(await createSweepHandler({ services: async () => rekey })({}, lambdaContext()));
       expect(report.items.find((i) => i.secretId === app.secretId)?.action).toBe('nothing');
       await assertCanLogIn('postgres', app.username, app.password);
     });

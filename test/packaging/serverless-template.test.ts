@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { functionZips, runPackage, TEMPLATE, zipEntryNames } from './run-package.ts';
+import { SECRETS_ACTIONS as SECRETS_ACTIONS_BY_FUNCTION } from '../helpers/iam.ts';
+import { expectBundleRotates } from '../helpers/bundle-smoke.ts';
 
 /**
  * `npm run package` with no AWS credentials, then the CloudFormation template it wrote, resource by
@@ -30,6 +32,7 @@ const FUNCTIONS = {
   ops: 'Ops',
   'leak-webhook': 'LeakDashwebhook',
   'leak-worker': 'LeakDashworker',
+  'on-rekey-event': 'OnDashrekeyDashevent',
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
 const NAMES = Object.keys(FUNCTIONS) as FunctionName[];
@@ -37,18 +40,14 @@ const NAMES = Object.keys(FUNCTIONS) as FunctionName[];
 /** Functions that reach databases (and so may be placed in the VPC). */
 const IN_VPC: FunctionName[] = ['rotate-secret', 'scheduled-rotation', 'ops', 'leak-worker'];
 /** Invoked asynchronously (schedule, Secrets Manager): failures land in the on-failure queue. */
-const ASYNC: FunctionName[] = ['rotate-secret', 'scheduled-rotation'];
+const ASYNC: FunctionName[] = ['rotate-secret', 'scheduled-rotation', 'on-rekey-event'];
+/** The chat function reads no rekey secret and publishes no event (it would receive its own). */
+const CHAT: FunctionName = 'on-rekey-event';
 
-/** Exactly the Secrets Manager actions each function may use. */
-const SECRETS_ACTIONS: Record<FunctionName, string[]> = {
-  'rotate-secret': ['DescribeSecret', 'GetSecretValue', 'PutSecretValue', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
-  'scheduled-rotation': ['DescribeSecret', 'GetSecretValue', 'ListSecrets', 'PutSecretValue', 'RotateSecret', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
-  ops: ['DescribeSecret', 'GetSecretValue', 'PutSecretValue', 'RotateSecret', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
-  'leak-webhook': [],
-  'leak-worker': ['DescribeSecret', 'GetSecretValue', 'ListSecrets', 'PutSecretValue', 'RotateSecret', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
-};
+/** Exactly the Secrets Manager actions each function may use (shared with the AWS integration tests, which prove the code needs no other). */
+const SECRETS_ACTIONS: Record<FunctionName, readonly string[]> = SECRETS_ACTIONS_BY_FUNCTION;
 const SECRETS_WRITES = new Set(['PutSecretValue', 'UpdateSecretVersionStage', 'TagResource', 'UntagResource', 'RotateSecret'].map((a) => `secretsmanager:${a}`));
-const SECRETS_READS = new Set(['GetSecretValue', 'DescribeSecret'].map((a) => `secretsmanager:${a}`));
+const SECRETS_READS = new Set(['GetSecretValue', 'DescribeSecret', 'ListSecretVersionIds'].map((a) => `secretsmanager:${a}`));
 const MAX_ZIP_BYTES = 1_000_000;
 
 let template: Json;
@@ -117,14 +116,15 @@ describe('serverless package', () => {
       expect(ofType('AWS::IAM::Role')).toHaveLength(NAMES.length);
     });
 
-    it('configures every function for the AWS store, the rekey bus and info logs', () => {
+    it('configures every function for the AWS store, the rekey bus and info logs; the index key only where fingerprints are made', () => {
       const bus = ofType('AWS::Events::EventBus')[0]![0];
       for (const name of NAMES) {
         const env = fn(name).Properties.Environment.Variables;
         expect(env.REKEY_STORE, name).toBe('aws');
         expect(env.REKEY_EVENT_BUS_NAME, name).toEqual({ Ref: bus });
         expect(env.REKEY_LOG_LEVEL, name).toBe('info');
-        expect(env.REKEY_INDEX_KEY, name).toEqual({ 'Fn::Sub': '{{resolve:secretsmanager:${RekeyIndexKey}:SecretString}}' });
+        if (name === CHAT) expect(env.REKEY_INDEX_KEY, name).toBeUndefined();
+        else expect(env.REKEY_INDEX_KEY, name).toEqual({ 'Fn::Sub': '{{resolve:secretsmanager:${RekeyIndexKey}:SecretString}}' });
       }
       expect(resources.RekeyIndexKey.Type).toBe('AWS::SecretsManager::Secret');
       expect(resources.RekeyIndexKey.DeletionPolicy).toBe('Retain');
@@ -174,9 +174,10 @@ describe('serverless package', () => {
       }
     });
 
-    it('conditions every Secrets Manager read on the managed tag or, for admin secrets, on rekey:admin = "true"', () => {
+    it('conditions every Secrets Manager read on the managed tag or, for admin secrets, on rekey:admin = "true" (the chat secret aside)', () => {
       for (const { where, statement } of allStatements()) {
         if (!actionsOf(statement).some((a) => SECRETS_READS.has(a))) continue;
+        if (JSON.stringify(statement.Resource) === JSON.stringify({ Ref: 'RekeyChatWebhooks' })) continue; // checked on its own below
         const equals = statement.Condition?.StringEquals ?? {};
         const keys = Object.keys(equals);
         expect(keys, where).toHaveLength(1);
@@ -197,7 +198,8 @@ describe('serverless package', () => {
       expect(bus).toHaveLength(1);
       expect(bus[0]![1].Properties.Name).toBe(`rekey-${STAGE}`);
       const putEvents = allStatements().filter(({ statement }) => actionsOf(statement).includes('events:PutEvents'));
-      expect(putEvents).toHaveLength(NAMES.length);
+      expect(putEvents).toHaveLength(NAMES.length - 1);
+      expect(statementsOf(CHAT).flatMap(actionsOf).filter((a) => a.startsWith('events:'))).toEqual([]);
       for (const { where, statement } of putEvents) {
         expect(statement.Resource, where).toEqual(getAtt(bus[0]![0]));
         expect(actionsOf(statement), where).toEqual(['events:PutEvents']);
@@ -223,6 +225,25 @@ describe('serverless package', () => {
         expect(statement.Condition?.StringEquals?.['kms:ViaService'], where).toEqual({ 'Fn::Sub': 'secretsmanager.${AWS::Region}.amazonaws.com' });
       }
       expect(statementsOf('leak-webhook').flatMap(actionsOf).filter((a) => a.startsWith('kms:'))).toEqual([]);
+    });
+
+    it('lets on-rekey-event read the chat webhooks secret by ARN and nothing else of Secrets Manager; no other role may read it', () => {
+      const chat = statementsOf(CHAT);
+      expect(chat.map((s) => actionsOf(s).sort())).toEqual([['logs:CreateLogStream', 'logs:PutLogEvents'], ['secretsmanager:GetSecretValue'], ['sqs:SendMessage']]);
+      const read = chat.find((s) => actionsOf(s).includes('secretsmanager:GetSecretValue'))!;
+      expect(read.Resource).toEqual({ Ref: 'RekeyChatWebhooks' });
+      expect(read.Condition).toBeUndefined();
+      const readers = allStatements().filter(({ statement }) => JSON.stringify(statement.Resource) === JSON.stringify({ Ref: 'RekeyChatWebhooks' }));
+      expect(readers.map(({ where }) => where)).toEqual([roleIdOf(CHAT)]);
+      const secret = resources.RekeyChatWebhooks;
+      expect(secret.Type).toBe('AWS::SecretsManager::Secret');
+      expect(secret.DeletionPolicy).toBe('Retain');
+      expect(secret.Properties.Name).toBe(`rekey/${STAGE}/chat-webhooks`);
+      // No rekey tag: the rotation roles' tag-conditioned reads cannot reach it; no URL in the template.
+      expect(secret.Properties.Tags).toBeUndefined();
+      expect(JSON.parse(secret.Properties.SecretString)).toEqual({ slack: '', teams: '' });
+      expect(fn(CHAT).Properties.Environment.Variables.REKEY_CHAT_SECRET_ID).toEqual({ Ref: 'RekeyChatWebhooks' });
+      expect(JSON.stringify(template)).not.toMatch(/hooks\.slack\.com\/services\/T|webhook\.office\.com/);
     });
 
     it('lets RotateSecret callers invoke the rekey rotation function only', () => {
@@ -257,8 +278,23 @@ describe('serverless package', () => {
       expect(rule.Properties.EventBusName).toBeUndefined();
       expect(rule.Properties.State).toBe('ENABLED');
       expect(rule.Properties.Targets.map((t: Json) => t.Arn)).toEqual([getAtt('ScheduledDashrotationLambdaFunction')]);
-      const permission = ofType('AWS::Lambda::Permission').find(([, p]) => p.Properties.Principal === 'events.amazonaws.com');
-      expect(permission?.[1].Properties.SourceArn).toEqual(getAtt(id));
+      const permission = ofType('AWS::Lambda::Permission').find(([, p]) => p.Properties.Principal === 'events.amazonaws.com' && JSON.stringify(p.Properties.SourceArn) === JSON.stringify(getAtt(id)));
+      expect(JSON.stringify(permission?.[1].Properties.FunctionName)).toContain('ScheduledDashrotationLambdaFunction');
+    });
+
+    it('sends every event on the rekey bus, and only those, to on-rekey-event', () => {
+      const rules = ofType('AWS::Events::Rule').filter(([, r]) => r.Properties.EventPattern);
+      expect(rules).toHaveLength(1);
+      const [id, rule] = rules[0]!;
+      expect(rule.Properties.EventBusName).toEqual({ Ref: 'RekeyEventBus' });
+      expect(rule.Properties.EventPattern).toEqual({ source: ['rekey'] });
+      expect(rule.Properties.State).toBe('ENABLED');
+      expect(rule.Properties.Targets.map((t: Json) => t.Arn)).toEqual([getAtt('OnDashrekeyDasheventLambdaFunction')]);
+      const permissions = ofType('AWS::Lambda::Permission').filter(([, p]) => JSON.stringify(p.Properties.SourceArn) === JSON.stringify(getAtt(id)));
+      expect(permissions).toHaveLength(1);
+      expect(permissions[0]![1].Properties).toMatchObject({ Action: 'lambda:InvokeFunction', Principal: 'events.amazonaws.com', FunctionName: getAtt('OnDashrekeyDasheventLambdaFunction') });
+      // Outside the VPC: it only talks to Slack and Teams.
+      expect(fn(CHAT).Properties.VpcConfig).toBeUndefined();
     });
 
     it('routes POST /webhooks/{scanner} on the HTTP API to leak-webhook with payload 2.0', () => {
@@ -319,6 +355,90 @@ describe('serverless package', () => {
     });
   });
 
+  describe('completeness', () => {
+    /** Every action of every role, Secrets Manager's from the shared list: a statement added anywhere must be listed here. */
+    const OTHER_ACTIONS: Record<FunctionName, string[]> = {
+      'rotate-secret': ['events:PutEvents', 'kms:Decrypt', 'kms:GenerateDataKey', 'logs:CreateLogStream', 'logs:PutLogEvents', 'sqs:SendMessage'],
+      'scheduled-rotation': ['events:PutEvents', 'kms:Decrypt', 'kms:GenerateDataKey', 'lambda:InvokeFunction', 'logs:CreateLogStream', 'logs:PutLogEvents', 'sqs:SendMessage'],
+      ops: ['events:PutEvents', 'kms:Decrypt', 'kms:GenerateDataKey', 'lambda:InvokeFunction', 'logs:CreateLogStream', 'logs:PutLogEvents'],
+      'leak-webhook': ['dynamodb:PutItem', 'events:PutEvents', 'logs:CreateLogStream', 'logs:PutLogEvents', 'sqs:SendMessage'],
+      'leak-worker': [
+        'events:PutEvents',
+        'kms:Decrypt',
+        'kms:GenerateDataKey',
+        'lambda:InvokeFunction',
+        'logs:CreateLogStream',
+        'logs:PutLogEvents',
+        'sqs:ChangeMessageVisibility',
+        'sqs:DeleteMessage',
+        'sqs:GetQueueAttributes',
+        'sqs:ReceiveMessage',
+      ],
+      'on-rekey-event': ['logs:CreateLogStream', 'logs:PutLogEvents', 'sqs:SendMessage'],
+    };
+    const nameOfLogicalId = (id: string): FunctionName => {
+      const name = NAMES.find((n) => `${FUNCTIONS[n]}LambdaFunction` === id);
+      if (!name) throw new Error(`${id} is not a rekey function`);
+      return name;
+    };
+    /** The function a Ref/GetAtt (or a Join around one) points at. */
+    const functionOf = (value: Json): FunctionName => nameOfLogicalId(value?.Ref ?? value?.['Fn::GetAtt']?.[0]);
+
+    it('grants each role exactly its listed actions, in inline policies only', () => {
+      for (const name of NAMES) {
+        const granted = [...new Set(statementsOf(name).flatMap(actionsOf))].sort();
+        const expected = [...SECRETS_ACTIONS[name].map((a) => `secretsmanager:${a}`), ...OTHER_ACTIONS[name]].sort();
+        expect(granted, name).toEqual(expected);
+        // Nothing attached beside the inline policy, except AWS's VPC execution policy (checked above).
+        const managed = JSON.stringify(resources[roleIdOf(name)].Properties.ManagedPolicyArns ?? null);
+        expect(managed === 'null' || managed.includes('AWSLambdaVPCAccessExecutionRole'), name).toBe(true);
+      }
+      expect(ofType('AWS::IAM::Policy')).toEqual([]);
+      expect(ofType('AWS::IAM::ManagedPolicy')).toEqual([]);
+      // Each role can be assumed by Lambda only.
+      for (const [id, role] of ofType('AWS::IAM::Role')) {
+        expect(role.Properties.AssumeRolePolicyDocument.Statement, id).toEqual([
+          { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
+        ]);
+      }
+    });
+
+    it('wires every trigger to its function, and nothing else may invoke any function', () => {
+      const permissions = ofType('AWS::Lambda::Permission').map(([, p]) => [functionOf(p.Properties.FunctionName), p.Properties.Principal, p.Properties.Action]);
+      expect(permissions.sort()).toEqual(
+        [
+          ['leak-webhook', 'apigateway.amazonaws.com', 'lambda:InvokeFunction'],
+          ['on-rekey-event', 'events.amazonaws.com', 'lambda:InvokeFunction'],
+          ['rotate-secret', 'secretsmanager.amazonaws.com', 'lambda:InvokeFunction'],
+          ['scheduled-rotation', 'events.amazonaws.com', 'lambda:InvokeFunction'],
+        ].sort(),
+      );
+      // Every permission is scoped to its source: a rule, the HTTP API, or this account.
+      for (const [id, p] of ofType('AWS::Lambda::Permission')) expect(p.Properties.SourceArn ?? p.Properties.SourceAccount, id).toBeDefined();
+      const ruleTargets = ofType('AWS::Events::Rule').flatMap(([, r]) => r.Properties.Targets.map((t: Json) => functionOf(t.Arn)));
+      expect(ruleTargets.sort()).toEqual(['on-rekey-event', 'scheduled-rotation']);
+      expect(ofType('AWS::Lambda::EventSourceMapping').map(([, m]) => functionOf(m.Properties.FunctionName))).toEqual(['leak-worker']);
+      expect(ofType('AWS::ApiGatewayV2::Integration').map(([, i]) => functionOf(i.Properties.IntegrationUri))).toEqual(['leak-webhook']);
+      // ops has no trigger: on-call invokes it with their own lambda:InvokeFunction permission.
+      expect(permissions.filter(([name]) => name === 'ops')).toEqual([]);
+      expect(ofType('AWS::Lambda::Url')).toEqual([]);
+    });
+
+    it('retries a failed schedule tick once before the on-failure queue', () => {
+      const config = ofType('AWS::Lambda::EventInvokeConfig').find(([, c]) => c.Properties.FunctionName.Ref === 'ScheduledDashrotationLambdaFunction');
+      expect(config?.[1].Properties.MaximumRetryAttempts).toBe(1);
+    });
+
+    it('looks nothing up in AWS at package time: no ${aws:…}, ${ssm:…}, ${cf:…}, ${s3:…} or ${secretsmanager:…} in serverless.yml', () => {
+      // Comments aside (the file's header names what it avoids).
+      const yaml = readFileSync(join(import.meta.dirname, '../../serverless.yml'), 'utf8')
+        .split('\n')
+        .filter((line) => !line.trim().startsWith('#'))
+        .join('\n');
+      expect(yaml.match(/\$\{(?:aws|ssm|cf|s3|secretsmanager)(?:\([^)]*\))?:[^}]*\}/g) ?? []).toEqual([]);
+    });
+  });
+
   describe('VPC parameters', () => {
     it('places no function in a VPC by default', () => {
       expect(template.Conditions.HasVpc).toEqual({
@@ -360,5 +480,10 @@ describe('serverless package', () => {
         expect(names, name).toEqual([`functions/${name}.mjs`]);
       }
     });
+
+    it('runs: the ops bundle rotates a real PostgreSQL password on Secrets Manager and a MariaDB one on the local store', async () => {
+      await expectBundleRotates('postgres', 'aws');
+      await expectBundleRotates('mysql', 'local');
+    }, 90_000);
   });
 });

@@ -5,7 +5,9 @@ import { DETAIL_TYPE, type RekeyEvent } from '#core/events.ts';
 import type { Logger } from '#core/ports/logger.ts';
 import { parseConfig } from '#runtime/config.ts';
 import { buildChatServices } from '#runtime/chat-services.ts';
-import { createHandler } from '../../functions/on-rekey-event.ts';
+import { SlackNotifier } from '#adapters/notifiers/slack.ts';
+import { TeamsNotifier } from '#adapters/notifiers/teams.ts';
+import { createHandler, type OnRekeyEventResult } from '../../functions/on-rekey-event.ts';
 import { ChatDouble } from '#test/helpers/chat-double.ts';
 import { LeakGuard } from '#test/helpers/leak-guard.ts';
 import { lambdaContext } from '#test/helpers/lambda.ts';
@@ -24,6 +26,12 @@ function envelope(event: RekeyEvent) {
     resources: [],
     detail: JSON.parse(JSON.stringify(event.detail)) as unknown,
   };
+}
+
+/** errors: 'throw' never answers { ok: false }; narrow the handler's union type. */
+function resultOf(result: OnRekeyEventResult | { ok: false }): OnRekeyEventResult {
+  if ('ok' in result) throw new Error('on-rekey-event answered { ok: false }');
+  return result;
 }
 
 function capturingLogger(lines: Record<string, unknown>[]): Logger {
@@ -79,6 +87,12 @@ describe('on-rekey-event handler', () => {
     expect(teams.requests.map((r) => r.problems)).toEqual([[]]);
   });
 
+  it('builds a channel for each webhook URL in the environment, and none without', async () => {
+    expect((await buildChatServices(parseConfig({ SLACK_WEBHOOK_URL: slack.url, TEAMS_WEBHOOK_URL: teams.url }), { logger: capturingLogger(logs) })).chat.channels).toEqual(['slack', 'teams']);
+    expect((await buildChatServices(parseConfig({}), { logger: capturingLogger(logs) })).chat.channels).toEqual([]);
+    expect(logs.at(-1)).toMatchObject({ level: 'warn', msg: 'no chat channel configured: events are audited but not sent anywhere' });
+  });
+
   it('audits every event type, and sends nothing for Rotation Started or a scheduled success', async () => {
     const handler = await handlerWith({ SLACK_WEBHOOK_URL: slack.url });
     for (const event of Object.values(sampleEvents({ trigger: 'schedule', actor: 'schedule' }))) await handler(envelope(event), lambdaContext());
@@ -90,18 +104,13 @@ describe('on-rekey-event handler', () => {
 
   it('returns normally when a channel fails, counting the failure as a CloudWatch metric', async () => {
     slack.fail({ status: 500, body: 'internal_error' });
-    const services = await buildChatServices(parseConfig({ SLACK_WEBHOOK_URL: slack.url, TEAMS_WEBHOOK_URL: teams.url }), { logger: capturingLogger(logs) });
     // Fewer, faster retries than production so the test stays short; the code path is the same.
     const quick = await buildChatServices(parseConfig({}), {
       logger: capturingLogger(logs),
-      notifiers: [
-        new (await import('#adapters/notifiers/slack.ts')).SlackNotifier({ webhookUrl: slack.url, post: { attempts: 2, baseDelayMs: 1 } }),
-        new (await import('#adapters/notifiers/teams.ts')).TeamsNotifier({ webhookUrl: teams.url }),
-      ],
+      notifiers: [new SlackNotifier({ webhookUrl: slack.url, post: { attempts: 2, baseDelayMs: 1 } }), new TeamsNotifier({ webhookUrl: teams.url })],
     });
-    expect(services.chat.channels).toEqual(['slack', 'teams']);
     const handler = createHandler({ services: async () => quick });
-    const result = await handler(envelope(sampleEvents()[DETAIL_TYPE.rotationFailed]), lambdaContext());
+    const result = resultOf(await handler(envelope(sampleEvents()[DETAIL_TYPE.rotationFailed]), lambdaContext()));
     expect(result.delivered).toEqual({ slack: { sent: 0, failed: 1, dropped: 0 }, teams: { sent: 1, failed: 0, dropped: 0 } });
     expect(slack.requests).toHaveLength(2);
     const metric = logs.find((l) => l.msg === 'chat delivery failures');
@@ -129,7 +138,7 @@ describe('on-rekey-event handler', () => {
         SecretString: JSON.stringify({ slack: slack.url, teams: '' }),
       });
       const handler = await handlerWith({ REKEY_CHAT_SECRET_ID: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:rekey/ci/chat-webhooks' }, new SecretsManagerClient({ region: 'us-east-1' }));
-      const result = await handler(envelope(sampleEvents()[DETAIL_TYPE.ticketOpened]), lambdaContext());
+      const result = resultOf(await handler(envelope(sampleEvents()[DETAIL_TYPE.ticketOpened]), lambdaContext()));
       expect(result.delivered).toEqual({ slack: { sent: 1, failed: 0, dropped: 0 } });
       sm.restore();
     });

@@ -260,6 +260,14 @@ describe('GitHubScanner', () => {
       }
     });
 
+    it('ignores a validation that finds the value inactive (GitHub confirming a revocation)', () => {
+      const doc = JSON.parse(created) as { alert: Record<string, unknown> };
+      const inactive = JSON.stringify({ ...doc, action: 'validated', alert: { ...doc.alert, validity: 'inactive' } });
+      expect(scanner.parse(req(inactive, GITHUB_HEADERS))).toMatchObject({ reports: [], ignored: 'alert validated inactive' });
+      const active = JSON.stringify({ ...doc, action: 'validated', alert: { ...doc.alert, validity: 'active' } });
+      expect(scanner.parse(req(active, GITHUB_HEADERS)).reports[0]).toMatchObject({ validity: 'active' });
+    });
+
     it('ignores resolved alerts and other events', () => {
       const resolved = JSON.stringify({ ...JSON.parse(created), action: 'resolved' });
       expect(scanner.parse(req(resolved, GITHUB_HEADERS))).toEqual({ deliveryId: GITHUB_HEADERS['x-github-delivery'], reports: [], ignored: 'alert action resolved' });
@@ -335,7 +343,7 @@ describe('GitGuardianScanner', () => {
   });
 
   describe('parse', () => {
-    it('reports a triggered incident without a value, for triage', () => {
+    it('reports a triggered incident without a value, with the HMSL hash it is matched by', () => {
       const { deliveryId, reports } = scanner.parse(req(triggered));
       expect(deliveryId).toBe('gitguardian-8124507-incident_triggered-2024-05-14T09:13:05.412Z');
       expect(reports).toEqual([
@@ -343,6 +351,7 @@ describe('GitGuardianScanner', () => {
           source: 'gitguardian',
           sourceId: '8124507',
           secretType: 'PostgreSQL Credentials',
+          hmslHash: '0d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a6f7e8d9c0b1a2f3e4d5c6b7a8f9e0d1c',
           locations: [{ url: 'https://dashboard.gitguardian.com/workspace/204511/incidents/8124507' }],
           validity: 'active',
           exposedAt: new Date('2024-05-14T09:12:58Z'),
@@ -351,6 +360,16 @@ describe('GitGuardianScanner', () => {
       ]);
       expect(reports[0]!.value).toBeUndefined();
       expect(reports[0]!.fetch).toBeUndefined();
+    });
+
+    it('keeps only an HMSL hash that is 64 hex digits, in lower case', () => {
+      const withHash = (hash: unknown) => {
+        const doc = JSON.parse(triggered) as { incident: Record<string, unknown> };
+        doc.incident.hmsl_hash = hash;
+        return scanner.parse(req(JSON.stringify(doc))).reports[0]!.hmslHash;
+      };
+      expect(withHash('AB'.repeat(32))).toBe('ab'.repeat(32));
+      for (const bad of ['ab'.repeat(31), `${'ab'.repeat(32)}00`, 'zz'.repeat(32), 42, null, ['ab'.repeat(32)]]) expect(withHash(bad)).toBeUndefined();
     });
 
     it('reports a new occurrence with its repository, file and commit', () => {
@@ -413,6 +432,22 @@ describe('TruffleHogScanner', () => {
         locations: [{ repository: 'https://github.com/example-org/billing-api.git', file: 'config/database.env', line: 3, commit: '3b1d7c9e2f4a6b8d0c1e3f5a7b9d2c4e6f8a0b1c' }],
       });
       expect(reports[0]!.sourceId).not.toBe(reports[1]!.sourceId);
+    });
+
+    it('reads GitHub visibility as TruffleHog writes it: 1 private, 0 or absent (omitempty) public, others unknown', () => {
+      const line = JSON.parse(findings.split('\n')[0]!) as Record<string, any>;
+      const withVisibility = (visibility?: unknown) => {
+        const meta = { ...line.SourceMetadata.Data.Git, link: 'https://github.com/example-org/billing-api/blob/x/config/database.env#L3' };
+        delete meta.visibility;
+        if (visibility !== undefined) meta.visibility = visibility;
+        const doc = { ...line, SourceMetadata: { Data: { Github: meta } } };
+        return scanner.parse(req(JSON.stringify(doc))).reports[0]!.public;
+      };
+      expect(withVisibility(1)).toBe(false);
+      expect(withVisibility(0)).toBe(true);
+      expect(withVisibility()).toBe(true);
+      expect(withVisibility(3)).toBeUndefined();
+      expect(scanner.parse(req(findings)).reports[0]!.public).toBeUndefined(); // a plain git source says nothing
     });
 
     it('falls back to Raw and to unknown validity', () => {

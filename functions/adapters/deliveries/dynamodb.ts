@@ -1,4 +1,4 @@
-import { ConditionalCheckFailedException, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, DeleteItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DeliveryLog } from '#core/ports/leak-queue.ts';
 import { RekeyError } from '#core/errors.ts';
 import { redactCause } from '#core/redact.ts';
@@ -9,6 +9,14 @@ import { redactCause } from '#core/redact.ts';
  */
 export class DynamoDeliveryLog implements DeliveryLog {
   constructor(private readonly options: { client: DynamoDBClient; tableName: string }) {}
+
+  async release(source: string, deliveryId: string): Promise<void> {
+    try {
+      await this.options.client.send(new DeleteItemCommand({ TableName: this.options.tableName, Key: { pk: { S: `${source}#${deliveryId}` } } }));
+    } catch (error) {
+      throw new RekeyError('DELIVERY_LOG_FAILED', 'could not release the webhook delivery', { retryable: true, cause: redactCause(error, []) });
+    }
+  }
 
   async claim(source: string, deliveryId: string, ttlMs: number): Promise<boolean> {
     const now = Date.now();

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, stat, utimes } from 'node:fs/promises';
+import { mkdir, open, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DeliveryLog } from '#core/ports/leak-queue.ts';
 
@@ -11,9 +11,17 @@ export class LocalDeliveryLog implements DeliveryLog {
     this.root = join(options.dir, 'deliveries');
   }
 
+  async release(source: string, deliveryId: string): Promise<void> {
+    await rm(this.#path(source, deliveryId), { force: true });
+  }
+
+  #path(source: string, deliveryId: string): string {
+    return join(this.root, createHash('sha256').update(`${source}\u0000${deliveryId}`).digest('hex'));
+  }
+
   async claim(source: string, deliveryId: string, ttlMs: number): Promise<boolean> {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
-    const path = join(this.root, createHash('sha256').update(`${source}\u0000${deliveryId}`).digest('hex'));
+    const path = this.#path(source, deliveryId);
     try {
       await (await open(path, 'wx', 0o600)).close();
       return true;

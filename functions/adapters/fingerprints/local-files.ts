@@ -19,26 +19,27 @@ export class LocalFileFingerprintIndex implements FingerprintIndex {
 
   async record(secretId: string, versionId: string, fingerprints: { form: FingerprintForm; value: string }[]): Promise<void> {
     const manifest = await this.readManifest(secretId);
-    for (const old of manifest[versionId] ?? []) await this.removeHit(old, secretId, versionId);
-    for (const fp of fingerprints) {
-      const dir = join(this.root, fp.value);
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await atomicWrite(join(dir, hitName(secretId, versionId)), JSON.stringify({ secretId, versionId, form: fp.form }));
-    }
+    const keep = new Set(fingerprints.map((f) => f.value));
+    // Independent files: written at once (a rotation waits for this on its way to the database).
+    await Promise.all([
+      ...(manifest[versionId] ?? []).filter((old) => !keep.has(old)).map((old) => this.removeHit(old, secretId, versionId)),
+      ...fingerprints.map(async (fp) => {
+        const dir = join(this.root, fp.value);
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        await atomicWrite(join(dir, hitName(secretId, versionId)), JSON.stringify({ secretId, versionId, form: fp.form }));
+      }),
+    ]);
     manifest[versionId] = fingerprints.map((f) => f.value);
     await this.writeManifest(secretId, manifest);
   }
 
   async forget(secretId: string, keepVersionIds: string[]): Promise<void> {
     const manifest = await this.readManifest(secretId);
-    let changed = false;
-    for (const [versionId, fps] of Object.entries(manifest)) {
-      if (keepVersionIds.includes(versionId)) continue;
-      for (const fp of fps) await this.removeHit(fp, secretId, versionId);
-      delete manifest[versionId];
-      changed = true;
-    }
-    if (changed) await this.writeManifest(secretId, manifest);
+    const stale = Object.keys(manifest).filter((versionId) => !keepVersionIds.includes(versionId));
+    if (!stale.length) return;
+    await Promise.all(stale.flatMap((versionId) => manifest[versionId]!.map((fp) => this.removeHit(fp, secretId, versionId))));
+    for (const versionId of stale) delete manifest[versionId];
+    await this.writeManifest(secretId, manifest);
   }
 
   async lookup(fingerprint: string): Promise<FingerprintHit[]> {

@@ -16,8 +16,8 @@ const PREFIX = 'rekey:fp:';
  * The AWS index lives in the secrets' own tags — `rekey:fp:<versionId>:<form>` = HMAC — and a
  * lookup is one ListSecrets call filtered by tag value. Why tags: no table to deploy or keep in
  * step, IAM already scopes who may read them, and an HMAC without the index key (itself a secret)
- * tells a reader nothing. Four tags per version (password, URI, and the HMSL hash of each), five
- * versions: 20 of the 50 tags a secret may carry.
+ * tells a reader nothing. Three tags per version (password, URI, HMSL hash of the password), five
+ * versions: 15 of the 50 tags a secret may carry.
  */
 export class SecretTagsFingerprintIndex implements FingerprintIndex {
   constructor(private readonly client: SecretsManagerClient) {}

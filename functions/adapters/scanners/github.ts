@@ -65,6 +65,8 @@ export class GitHubScanner implements Scanner {
 
     const alert = field(payload, 'alert');
     if (!isObject(alert)) throw new PayloadError('alert is missing');
+    // GitHub's validity check confirming the value is dead (after rekey revoked it): nothing to do.
+    if (action === 'validated' && field(alert, 'validity') === 'inactive') return { deliveryId, reports: [], ignored: 'alert validated inactive' };
     const number = positiveInt(field(alert, 'number'));
     if (number === undefined) throw new PayloadError('alert.number is missing or not a positive integer');
     const repository = field(payload, 'repository');

@@ -78,8 +78,10 @@ function reportOf(finding: Record<string, unknown>, n: number): LeakReport {
     commit: text(field(meta, 'commit'), 64),
     url: text(field(meta, 'link')),
   });
-  // Only the GitHub source reports visibility meaningfully (0 public, 1 private); elsewhere 0 is a default.
-  const visibility = kind === 'Github' ? field(meta, 'visibility') : undefined;
+  // Only the GitHub source reports visibility (source_metadata.proto: public 0, private 1, shared 2,
+  // unknown 3). TruffleHog marshals the generated Go structs, whose proto3 fields are `omitempty`:
+  // a public repository's 0 is left out, so an absent visibility under Github means public.
+  const visibility = kind === 'Github' ? (isObject(meta) && !Object.hasOwn(meta, 'visibility') ? 0 : field(meta, 'visibility')) : undefined;
   const isPublic = visibility === 0 || visibility === 'public' ? true : visibility === 1 || visibility === 'private' ? false : undefined;
   const verified = field(finding, 'Verified');
   const exposedAt = date(field(meta, 'timestamp'));
