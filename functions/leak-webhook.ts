@@ -1,18 +1,18 @@
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { acceptDelivery, failedReply, type IntakeDeps } from '#core/intake.ts';
 import { publicError } from '#core/errors.ts';
-import { config } from '#runtime/config.ts';
-import { lambdaServices } from '#runtime/services.ts';
-import { lambdaLeakServices } from '#runtime/leak-services.ts';
+import type { Logger } from '#core/ports/logger.ts';
+import { lambdaIntake, lambdaWebhookServices } from '#runtime/webhook-services.ts';
 import { lambdaHandler, type HandlerOptions } from '#runtime/middleware.ts';
 
 /**
  * HTTP API `POST /webhooks/{scanner}`: verify the raw bytes, parse, fingerprint, enqueue; answer
- * 202/400/401/404/409/413/415. The body is never logged or echoed.
+ * 202/400/401/404/409/413/415 (503/500 when rekey cannot take it). The body is never logged or
+ * echoed. Only what intake needs is built (runtime/webhook-services.ts): no store, no database.
  */
-export const createHandler = (options: Partial<HandlerOptions> & { intake?: () => Promise<IntakeDeps> } = {}) => {
-  const intake = options.intake ?? (async () => (await lambdaLeakServices(options.services ?? lambdaServices, config)).intake);
-  return lambdaHandler<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>(
+export const createHandler = (options: Partial<HandlerOptions<{ logger: Logger }>> & { intake?: () => Promise<IntakeDeps> } = {}) => {
+  const intake = options.intake ?? lambdaIntake;
+  return lambdaHandler<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, { logger: Logger }>(
     'leak-webhook',
     async (event, { logger }) => {
       const body = event.body === undefined ? Buffer.alloc(0) : Buffer.from(event.body, event.isBase64Encoded ? 'base64' : 'utf8');
@@ -28,7 +28,7 @@ export const createHandler = (options: Partial<HandlerOptions> & { intake?: () =
       }
       return { statusCode: reply.status, headers: { 'content-type': 'application/json' }, body: JSON.stringify(reply.body) };
     },
-    { errors: 'return', ...options },
+    { errors: 'return', services: lambdaWebhookServices, ...options },
   );
 };
 

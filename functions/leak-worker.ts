@@ -2,7 +2,7 @@ import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { remediateBurst, type LeakDeps, type LeakTask } from '#core/remediation.ts';
 import { config } from '#runtime/config.ts';
 import { lambdaServices } from '#runtime/services.ts';
-import { lambdaLeakServices } from '#runtime/leak-services.ts';
+import { lambdaLeakDeps } from '#runtime/leak-services.ts';
 import { lambdaHandler, type HandlerOptions } from '#runtime/middleware.ts';
 
 /**
@@ -11,7 +11,7 @@ import { lambdaHandler, type HandlerOptions } from '#runtime/middleware.ts';
  * that is not a task is dropped with a log line (retrying it cannot help).
  */
 export const createHandler = (options: Partial<HandlerOptions> & { leak?: () => Promise<LeakDeps> } = {}) => {
-  const getLeak = options.leak ?? (async () => (await lambdaLeakServices(options.services ?? lambdaServices, config)).leak);
+  const getLeak = options.leak ?? (() => lambdaLeakDeps(options.services ?? lambdaServices, config));
   return lambdaHandler<SQSEvent, SQSBatchResponse>(
     'leak-worker',
     async (event, { logger }) => {
@@ -35,7 +35,7 @@ export const createHandler = (options: Partial<HandlerOptions> & { leak?: () => 
           .map(([, messageId]) => ({ itemIdentifier: messageId })),
       };
     },
-    { errors: 'throw', ...options },
+    { errors: 'throw', services: lambdaServices, ...options },
   );
 };
 

@@ -4,6 +4,7 @@ import { inspectSecret, type SecretStatus } from '#core/inspect.ts';
 import { rotateNow, type RotateNowResult } from '#core/operations.ts';
 import { revokeCredential, type RevokeResult } from '#core/revocation.ts';
 import { STAGE } from '#core/ports/secret-store.ts';
+import { lambdaServices } from '#runtime/services.ts';
 import { lambdaHandler, type HandlerOptions } from '#runtime/middleware.ts';
 
 const eventSchema = z.discriminatedUnion('action', [
@@ -48,7 +49,7 @@ export const createHandler = (options: Partial<HandlerOptions> = {}) =>
       const selector = event.versionId ? { versionId: event.versionId } : { stage: event.stage ?? STAGE.previous };
       return { ok: true, action: 'revoke', result: await revokeCredential(deps, event.secretId, { ...selector, trigger: 'manual', ...who }) };
     },
-    { errors: 'return', ...options },
+    { errors: 'return', services: lambdaServices, ...options },
   );
 
 export const handler = createHandler();

@@ -2,6 +2,7 @@ import * as z from 'zod';
 import { RekeyError, ValidationError } from '#core/errors.ts';
 import { STAGE } from '#core/ports/secret-store.ts';
 import type { RotationStep } from '#core/rotation.ts';
+import { lambdaServices } from '#runtime/services.ts';
 import { lambdaHandler, type HandlerOptions } from '#runtime/middleware.ts';
 
 /** The event Secrets Manager sends a rotation function. */
@@ -52,7 +53,7 @@ export const createHandler = (options: Partial<HandlerOptions> = {}) =>
       await services.rotation.runStep(step, secretId, token, { trigger: 'schedule', actor: 'lambda:rotate-secret' });
       return { step, secretId, versionId: token, outcome: 'done' };
     },
-    { errors: 'throw', ...options },
+    { errors: 'throw', services: lambdaServices, ...options },
   );
 
 export const handler = createHandler();

@@ -1,6 +1,7 @@
 import { parseDuration } from '#core/duration.ts';
 import { sweep, type SweepReport } from '#core/sweep.ts';
 import { config } from '#runtime/config.ts';
+import { lambdaServices } from '#runtime/services.ts';
 import { lambdaHandler, type HandlerOptions } from '#runtime/middleware.ts';
 
 /**
@@ -17,7 +18,7 @@ export const createHandler = (options: Partial<HandlerOptions> = {}) =>
         stuckAfterMs: parseDuration(settings.REKEY_STUCK_AFTER, 'REKEY_STUCK_AFTER'),
       });
     },
-    { errors: 'throw', ...options },
+    { errors: 'throw', services: lambdaServices, ...options },
   );
 
 export const handler = createHandler();

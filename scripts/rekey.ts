@@ -13,7 +13,8 @@ import { rotateNow } from '#core/operations.ts';
 import { formatDuration, parseDuration } from '#core/duration.ts';
 import { buildLeakServices } from '#runtime/leak-services.ts';
 import { startLocalServer } from '#runtime/local-server.ts';
-import { TAG, parseDatabaseSecret } from '#core/secret.ts';
+import { TAG } from '#core/secret.ts';
+import { validateStoredValue } from '#core/credentials.ts';
 import { assertReasonForProduction, planRotations, rotateMany, type BulkItem, type BulkReport, type RotationPlan } from '#core/bulk.ts';
 import type { AuditRecord } from '#core/audit.ts';
 
@@ -51,7 +52,7 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
   const actor = () => cliActor(parseConfig(io.env));
 
   const program = new Command('rekey')
-    .description('Rotate database credentials and revoke old or leaked ones.')
+    .description('Rotate database credentials, AWS IAM access keys and API keys, and revoke old or leaked ones.')
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .showHelpAfterError(false);
@@ -67,8 +68,9 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
       const { deps } = await open();
       const text = opts.valueFile ? await readFile(opts.valueFile, 'utf8') : await io.readStdin();
       const value = new Sealed(text.trim());
-      parseDatabaseSecret(value, secretId); // refuse what rotation could not use, naming the field
       const tags = { [TAG.managed]: 'true', ...parseTags(opts.tag) };
+      // Refuse what rotation could not use, naming the field; an unmanaged admin credential may be any JSON object.
+      validateStoredValue(deps, value, secretId, { managed: tags[TAG.managed] !== 'false' });
       let versionId: string;
       let created = false;
       try {
@@ -142,16 +144,23 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
 
       if (!bulk && !opts.dryRun) {
         const result = await rotateNow(deps, rotation, secretId!, request);
+        const notPushed = result.consumers?.failed ?? [];
         if (opts.json) {
           print(JSON.stringify(result));
         } else {
           print(
-            `rotated ${secretId}: version ${result.versionId} is AWSCURRENT (${result.strategy}, user ${result.username}, ${formatDuration(result.durationMs)}${result.resumed ? ', resumed an interrupted rotation' : ''}); ` +
+            `rotated ${secretId}: version ${result.versionId} is AWSCURRENT (${result.strategy}, ${result.keyId ? `key ${result.keyId} of ` : 'user '}${result.username}, ${formatDuration(result.durationMs)}${result.resumed ? ', resumed an interrupted rotation' : ''}); ` +
               (result.revoked
                 ? `previous credential revoked (${result.revoked.sessionsEnded} sessions ended)`
-                : `previous credential stays valid for ${formatDuration(result.graceMs)} (rekey revoke ${secretId} to end it now)`),
+                : notPushed.length
+                  ? 'previous credential stays valid until every consumer has the new value'
+                  : `previous credential stays valid for ${formatDuration(result.graceMs)} (rekey revoke ${secretId} to end it now)`),
           );
+          if (result.consumers?.updated.length) print(`consumers updated: ${result.consumers.updated.map((u) => `${u.consumer} (${u.updated.join(', ')})`).join('; ')}`);
+          for (const failed of notPushed) print(`consumer NOT updated: ${failed.consumer}: ${failed.error.code}: ${failed.error.message}`);
         }
+        // The rotation worked, but someone still holds the old value: not a success to script on.
+        if (notPushed.length) exitCode = 1;
         return;
       }
 
@@ -216,19 +225,22 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
     .addOption(new Option('--stage <stage>', 'staging label of the version to revoke').default(STAGE.previous))
     .option('--version-id <id>', 'version id instead of a stage')
     .option('--reason <text>', 'why')
+    .option('--force', 'revoke even though a consumer has not received AWSCURRENT yet (it may still use this value)')
     .option('--json', 'machine-readable output')
-    .action(async (secretId: string, opts: { stage: string; versionId?: string; reason?: string; json?: boolean }) => {
+    .action(async (secretId: string, opts: { stage: string; versionId?: string; reason?: string; force?: boolean; json?: boolean }) => {
       const { deps } = await open();
       const result = await revokeCredential(deps, secretId, {
         ...(opts.versionId ? { versionId: opts.versionId } : { stage: opts.stage }),
         trigger: 'manual',
         actor: actor(),
         ...(opts.reason ? { reason: opts.reason } : {}),
+        ...(opts.force ? { force: true } : {}),
       });
       print(
         opts.json
           ? JSON.stringify(result)
-          : `revoked ${secretId} version ${result.versionId} (user ${result.username}): login refused, ${result.sessionsEnded} sessions ended, ${formatDuration(result.durationMs)}`,
+          : `revoked ${secretId} version ${result.versionId} (${result.keyId ? `key ${result.keyId} of ` : 'user '}${result.username}, ${result.method}): login refused, ${result.sessionsEnded} sessions ended, ${formatDuration(result.durationMs)}` +
+              (result.purgeAfter ? `; deleted by the sweep after ${result.purgeAfter}` : ''),
       );
     });
 
@@ -306,6 +318,9 @@ function formatStatus(s: SecretStatus): string {
     `${s.secretId}  ${s.engine ?? '?'} ${s.username ?? ''}@${s.host ?? '?'}  strategy ${s.strategy ?? '?'}`,
     `  current age ${age(s.currentAgeMs)}${s.maxAgeMs !== undefined ? ` (max ${formatDuration(s.maxAgeMs)})` : ''}, grace ${formatDuration(s.graceMs)}, compliance ${s.compliance}`,
     `  last outcome ${s.lastOutcome ?? 'never rotated'}${s.lastOutcomeAt ? ` at ${s.lastOutcomeAt}` : ''}`,
+    ...(s.keyId ? [`  key ${s.keyId}`] : []),
+    ...(s.consumers ? [`  consumers: ${s.consumers.listed}, ${s.consumers.state}${s.consumers.state === 'pushed' ? '' : ' (the previous value is not revoked until a push succeeds)'}`] : []),
+    ...(s.purgeAfter ? [`  a revoked credential is disabled, deleted after ${s.purgeAfter}`] : []),
     ...(s.pendingAgeMs !== undefined ? [`  AWSPENDING for ${formatDuration(s.pendingAgeMs)}: an interrupted rotation; \`rekey rotate ${s.secretId}\` finishes it`] : []),
     ...(s.problem ? [`  problem: ${s.problem}`] : []),
     '  versions:',

@@ -52,6 +52,10 @@ const OUTCOME: Record<string, string> = {
   'Revocation Failed': 'failed',
   'Leak Detected': 'detected',
   'Ticket Opened': 'opened',
+  'Consumers Updated': 'pushed',
+  'Consumer Update Failed': 'failed',
+  'Consumer Update Requested': 'requested',
+  'Credential Purged': 'purged',
 };
 
 export function auditEntryOf(event: RekeyEvent): AuditEntry {

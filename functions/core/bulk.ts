@@ -101,13 +101,18 @@ export async function rotateMany(
     let item: BulkItem;
     try {
       const result = await rotateNow(deps, rotation, secretId, request);
+      const notPushed = result.consumers?.failed ?? [];
       item = {
+        // Rotated, but a consumer still holds the old value: reported as a failure to act on.
         secretId,
-        outcome: 'succeeded',
+        outcome: notPushed.length ? 'failed' : 'succeeded',
         durationMs: Math.round(performance.now() - itemStarted),
         versionId: result.versionId,
         ...(result.revoked ? { revokedPrevious: true } : {}),
         ...(result.resumed ? { resumed: true } : {}),
+        ...(notPushed.length
+          ? { error: { code: notPushed[0]!.error.code, message: `rotated, but ${notPushed.length} consumer(s) not updated: ${notPushed.map((f) => f.consumer).join(', ')}` } }
+          : {}),
       };
     } catch (error) {
       item = { secretId, outcome: 'failed', durationMs: Math.round(performance.now() - itemStarted), error: publicError(error) };

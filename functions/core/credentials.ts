@@ -1,53 +1,110 @@
 import type { CoreDeps } from './deps.ts';
+import { validateConsumers } from './consumers.ts';
 import { ValidationError } from './errors.ts';
+import type { CredentialKind, CredentialSummary, KindContext } from './ports/credential-kind.ts';
 import { STAGE, type SecretDescription } from './ports/secret-store.ts';
-import type { Login } from './ports/target.ts';
-import { parseDatabaseSecret, strategyOf, type DatabaseSecret, type Strategy } from './secret.ts';
+import type { Sealed } from './sealed.ts';
 
-/** A secret with its current value parsed and everything rotation needs to act on it. */
+/**
+ * A secret with its current value and the kind that handles it. The core never parses a value
+ * itself: it reads the `engine` field to find the kind (DESIGN.md §3), and the kind does the rest.
+ */
 export interface LoadedSecret {
   secretId: string;
   description: SecretDescription;
   currentVersionId: string;
-  current: DatabaseSecret;
-  strategy: Strategy;
+  /** AWSCURRENT's value (JSON), sealed. */
+  current: Sealed<string>;
+  kind: CredentialKind;
+  /** AWSCURRENT described by its kind: identifiers only. */
+  summary: CredentialSummary;
+  strategy: string;
 }
 
-export async function loadSecret(deps: CoreDeps, secretId: string): Promise<LoadedSecret> {
-  const description = await deps.store.describeSecret(secretId);
+export interface LoadedVersion {
+  versionId: string;
+  stages: string[];
+  value: Sealed<string>;
+}
+
+/** The `engine` a value names; ValidationError naming the field (never the value) otherwise. */
+export function engineOf(value: Sealed<string>, secretId: string): string {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(value.reveal());
+  } catch {
+    throw new ValidationError(`secret ${secretId} is not valid JSON`, 'SECRET_INVALID');
+  }
+  const engine = raw && typeof raw === 'object' && !Array.isArray(raw) ? (raw as { engine?: unknown }).engine : undefined;
+  if (typeof engine !== 'string' || engine.length === 0) throw new ValidationError(`secret ${secretId} has invalid or missing fields: engine`, 'SECRET_INVALID');
+  return engine;
+}
+
+/** The kind that handles `value`, having checked the value is one it can use. */
+export function kindOf(deps: Pick<CoreDeps, 'kinds'>, value: Sealed<string>, secretId: string): CredentialKind {
+  const engine = engineOf(value, secretId);
+  let kind: CredentialKind;
+  try {
+    kind = deps.kinds.forEngine(engine);
+  } catch {
+    throw new ValidationError(`secret ${secretId} has unsupported engine "${engine.slice(0, 40)}"`, 'SECRET_INVALID');
+  }
+  kind.validate(value, secretId);
+  return kind;
+}
+
+export async function loadSecret(deps: CoreDeps, secretId: string, description?: SecretDescription): Promise<LoadedSecret> {
+  const described = description ?? (await deps.store.describeSecret(secretId));
   const currentVersion = await deps.store.getSecretValue(secretId, { stage: STAGE.current });
-  const current = parseDatabaseSecret(currentVersion.value, secretId);
+  const kind = kindOf(deps, currentVersion.value, secretId);
+  const summary = kind.describe(currentVersion.value, secretId, described.tags);
   return {
     secretId,
-    description,
+    description: described,
     currentVersionId: currentVersion.versionId,
-    current,
-    strategy: strategyOf(current, description.tags),
+    current: currentVersion.value,
+    kind,
+    summary,
+    strategy: summary.strategy,
   };
 }
 
-export async function loadVersion(deps: CoreDeps, secretId: string, selector: { versionId?: string; stage?: string }): Promise<{ versionId: string; stages: string[]; value: DatabaseSecret }> {
+export async function loadVersion(deps: CoreDeps, secretId: string, selector: { versionId?: string; stage?: string }): Promise<LoadedVersion> {
   const version = await deps.store.getSecretValue(secretId, selector);
-  return { versionId: version.versionId, stages: version.stages, value: parseDatabaseSecret(version.value, secretId) };
+  return { versionId: version.versionId, stages: version.stages, value: version.value };
 }
 
 /**
- * The admin credential named by `masterarn` (its AWSCURRENT value), if the secret has one. The
- * admin acts on the server the secret names (its host, port and TLS setting), so a stale host in
- * the admin secret cannot send a password change to another server.
+ * What a kind may read while acting on `loaded`: its tags, AWSCURRENT, the AWSCURRENT of another
+ * secret (an admin secret named by `masterarn`), the clock and the logger.
  */
-export async function loadAdmin(deps: CoreDeps, secret: DatabaseSecret): Promise<Login | undefined> {
-  if (!secret.masterarn) return undefined;
-  const admin = await loadVersion(deps, secret.masterarn, { stage: STAGE.current });
-  if (admin.value.engine !== secret.engine && !(isMysqlFamily(admin.value.engine) && isMysqlFamily(secret.engine))) {
-    throw new ValidationError(`admin secret ${secret.masterarn} is for engine ${admin.value.engine}, not ${secret.engine}`);
-  }
-  return { ...admin.value, host: secret.host, port: secret.port, ...(secret.ssl !== undefined ? { ssl: secret.ssl } : {}) };
+export function kindContext(deps: CoreDeps, loaded: Pick<LoadedSecret, 'secretId' | 'description' | 'current'>, extra: { versionId?: string } = {}): KindContext {
+  return {
+    secretId: loaded.secretId,
+    ...(extra.versionId ? { versionId: extra.versionId } : {}),
+    tags: loaded.description.tags,
+    current: loaded.current,
+    ...(loaded.description.lastRotatedAt ? { rotatedAt: loaded.description.lastRotatedAt } : {}),
+    readSecret: async (id) => (await deps.store.getSecretValue(id, { stage: STAGE.current })).value,
+    now: deps.now,
+    logger: deps.logger,
+  };
 }
 
-const isMysqlFamily = (engine: string) => engine === 'mysql' || engine === 'mariadb';
-
-/** How a target acts for this secret: as the admin when there is one, else as the user itself. */
-export function actingAs(admin: Login | undefined, selfLogins: Login[]): { admin?: Login; self?: Login[] } {
-  return admin ? { admin } : { self: selfLogins };
+/**
+ * What `rekey put` accepts: a value whose `engine` a kind handles (checked by that kind, with the
+ * consumers it lists); or, for a secret rekey does not rotate (`rekey:managed=false`), any JSON
+ * object — an admin credential such as a provider's `{"token": …}`. Errors name fields, never values.
+ */
+export function validateStoredValue(deps: Pick<CoreDeps, 'kinds' | 'consumers'>, value: Sealed<string>, secretId: string, options: { managed: boolean }): void {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(value.reveal());
+  } catch {
+    throw new ValidationError(`secret ${secretId} is not valid JSON`, 'SECRET_INVALID');
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ValidationError(`secret ${secretId} must be a JSON object`, 'SECRET_INVALID');
+  if ((raw as { engine?: unknown }).engine === undefined && !options.managed) return;
+  kindOf(deps, value, secretId);
+  validateConsumers(deps.consumers, value, secretId);
 }

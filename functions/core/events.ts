@@ -14,6 +14,14 @@ export const DETAIL_TYPE = {
   revocationFailed: 'Revocation Failed',
   /** End of a schedule sweep or a bulk `rekey rotate`: counts, so chat can summarise routine successes. */
   batchCompleted: 'Batch Completed',
+  /** Every consumer the new AWSCURRENT lists received it (README "Consumers"). */
+  consumersUpdated: 'Consumers Updated',
+  /** A consumer did not receive the new AWSCURRENT: the previous value is not revoked until one does. */
+  consumerUpdateFailed: 'Consumer Update Failed',
+  /** Asks whatever listens on the bus (an ECS redeploy, a Kubernetes rollout) to pick up a new value. */
+  consumerUpdateRequested: 'Consumer Update Requested',
+  /** A credential revoke only disabled (an IAM key) was deleted after its second grace. */
+  credentialPurged: 'Credential Purged',
 } as const;
 
 export type DetailType = (typeof DETAIL_TYPE)[keyof typeof DETAIL_TYPE];

@@ -1,5 +1,8 @@
 import type { CoreDeps } from './deps.ts';
-import { parseDatabaseSecret, graceOf, maxAgeOf, strategyOf, TAG } from './secret.ts';
+import { consumersOf } from './consumers.ts';
+import { kindOf } from './credentials.ts';
+import { purgeDue } from './revocation.ts';
+import { graceOf, maxAgeOf, TAG } from './secret.ts';
 import { REVOKED_LABEL, STAGE, type SecretDescription } from './ports/secret-store.ts';
 import { publicError } from './errors.ts';
 
@@ -7,8 +10,15 @@ export interface SecretStatus {
   secretId: string;
   engine?: string;
   host?: string;
+  /** Who AWSCURRENT authenticates: a database user, an IAM user, a provider. */
   username?: string;
+  /** AWSCURRENT's own non-secret id, where it has one (an IAM access key id, a provider key id). */
+  keyId?: string;
   strategy?: string;
+  /** The consumers AWSCURRENT lists and whether they all received it (`pushed`, `failed`, `not pushed`). */
+  consumers?: { listed: number; state: 'pushed' | 'failed' | 'not pushed' };
+  /** A revoked credential that is only disabled, deleted by the sweep after this time. */
+  purgeAfter?: string;
   /** Age of AWSCURRENT in ms. */
   currentAgeMs?: number;
   maxAgeMs?: number;
@@ -83,8 +93,22 @@ export async function inspectSecret(deps: CoreDeps, secretId: string, descriptio
         status.maxAgeMs = maxAge;
         status.due = status.currentAgeMs >= maxAge;
       }
-      const value = parseDatabaseSecret((await deps.store.getSecretValue(secretId, { versionId: current.versionId })).value, secretId);
-      Object.assign(status, { engine: value.engine, host: value.host, username: value.username, strategy: strategyOf(value, d.tags) });
+      const value = (await deps.store.getSecretValue(secretId, { versionId: current.versionId })).value;
+      const summary = kindOf(deps, value, secretId).describe(value, secretId, d.tags);
+      Object.assign(status, {
+        engine: summary.engine,
+        username: summary.principal,
+        strategy: summary.strategy,
+        ...(summary.host ? { host: summary.host } : {}),
+        ...(summary.keyId ? { keyId: summary.keyId } : {}),
+      });
+      const listed = consumersOf(value, secretId).length;
+      if (listed) {
+        const [version, outcome] = (d.tags[TAG.consumers] ?? '').split(' ');
+        status.consumers = { listed, state: version !== current.versionId ? 'not pushed' : outcome === 'ok' ? 'pushed' : 'failed' };
+      }
+      const purge = purgeDue(d.tags);
+      if (purge) status.purgeAfter = purge.after.toISOString();
     }
   } catch (error) {
     status.problem = publicError(error).message;

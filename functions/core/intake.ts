@@ -15,6 +15,11 @@ export interface IntakeDeps {
   indexKey: Buffer;
   logger: Logger;
   now: () => Date;
+  /**
+   * Non-secret handles in a leaked text that a kind can trace to a managed principal even when no
+   * stored version holds the value (AWS access key ids): queued with the task, never the value.
+   */
+  identify?: (text: string) => string[];
 }
 
 export interface IntakeReply {
@@ -70,7 +75,7 @@ export async function acceptDelivery(deps: IntakeDeps, scannerName: string, requ
   if (!(await deps.deliveries.claim(scannerName, parsed.deliveryId, REPLAY_WINDOW_MS))) {
     return { status: 409, body: { message: 'delivery already received', deliveryId: parsed.deliveryId } };
   }
-  const tasks = parsed.reports.map((report) => leakTask(deps.indexKey, parsed.deliveryId, report, now));
+  const tasks = parsed.reports.map((report) => leakTask(deps.indexKey, parsed.deliveryId, report, now, deps.identify));
   if (tasks.length) {
     try {
       await deps.queue.enqueue(tasks);

@@ -112,6 +112,18 @@ export function messageFor(event: RekeyEvent, policy: SuccessPolicy = 'summary')
         ...common(event),
         field('Ticket', d.ticketId),
       ]);
+    case DETAIL_TYPE.consumerUpdateFailed:
+      return message(
+        event,
+        'warning',
+        `Consumer update failed: ${d.secretId}`,
+        `Version ${d.versionId ?? '?'} is AWSCURRENT but did not reach every consumer: ${d.error?.message ?? 'unknown error'}. The previous value stays valid until a push succeeds; the sweep tries again.`,
+        [...common(event), field('Error', d.error?.code)],
+      );
+    case DETAIL_TYPE.consumersUpdated:
+    case DETAIL_TYPE.consumerUpdateRequested:
+    case DETAIL_TYPE.credentialPurged:
+      return undefined; // routine follow-ups of a rotation or a revoke, kept by the audit trail
     case DETAIL_TYPE.batchCompleted: {
       const batch = asBatchSummary(d);
       return batch ? batchMessage(event, batch) : undefined;

@@ -11,6 +11,11 @@ export interface RotateNowResult extends RotationResult {
   graceMs: number;
   /** Present when `rekey:grace` is 0: the previous credential died with the rotation. */
   revoked?: RevokeResult;
+  /**
+   * `rekey:grace` is 0 but a consumer did not receive the new value, so the previous one was not
+   * revoked (the sweep pushes again and revokes once a push succeeds).
+   */
+  revokeBlocked?: { code: string; message: string };
 }
 
 /**
@@ -29,6 +34,9 @@ export async function rotateNow(
   const result = await rotation.rotate(secretId, request);
   const graceMs = graceOf(tags);
   if (graceMs !== 0) return { ...result, outcome: 'succeeded', graceMs };
+  if (result.consumers?.failed.length) {
+    return { ...result, outcome: 'succeeded', graceMs, revokeBlocked: { code: 'CONSUMERS_NOT_UPDATED', message: 'a consumer did not receive the new value: the previous one stays valid until a push succeeds' } };
+  }
   const revoked = await revokeCredential(deps, secretId, { ...request, stage: STAGE.previous, reason: 'rekey:grace is 0' });
   return { ...result, outcome: 'succeeded', graceMs, revoked };
 }

@@ -5,11 +5,13 @@ import type { TicketSystem, TicketDraft, Ticket } from './ports/tickets.ts';
 import type { AlertApi } from './ports/alert-api.ts';
 import type { LeakLocation, LeakReport, LeakSource } from './leak.ts';
 import { REVOKED_LABEL, STAGE, type SecretDescription } from './ports/secret-store.ts';
-import { candidatesOfLeak, fingerprint, hmslFingerprint } from './fingerprint.ts';
+import { candidatesOfLeak, fingerprint, hmslFingerprint, principalFingerprint } from './fingerprint.ts';
+import { kindContext, loadSecret } from './credentials.ts';
+import type { CredentialKindRegistry } from './ports/credential-kind.ts';
 import { scoreLeak, type LeakState, type Risk } from './risk.ts';
 import { revokeCredential } from './revocation.ts';
 import { DETAIL_TYPE, emit } from './events.ts';
-import { NotFoundError, isRekeyError, publicError } from './errors.ts';
+import { NotFoundError, RotationInProgressError, isRekeyError, publicError } from './errors.ts';
 import { TAG, isPrivileged } from './secret.ts';
 import { mapLimit } from './concurrency.ts';
 
@@ -33,12 +35,20 @@ export interface LeakTask {
   fingerprints: string[];
   /** The fingerprint of the leaked value as found: the ticket key when no managed secret matches. */
   key?: string;
+  /** Non-secret handles found in the value (AWS access key ids): traced when no version matches. */
+  identifiers?: string[];
+}
+
+/** The handles every kind can trace in a leaked text (`identifiersOfLeak`), at most 10. */
+export function identifiersOf(kinds: Pick<CredentialKindRegistry, 'kinds'>, text: string): string[] {
+  return [...new Set(kinds.kinds.flatMap((kind) => kind.identifiersOfLeak?.(text) ?? []))].slice(0, 10);
 }
 
 type TaskReport = Omit<LeakReport, 'value' | 'exposedAt' | 'hmslHash'> & { exposedAt?: string };
 
-export function leakTask(indexKey: Buffer, deliveryId: string, report: LeakReport, receivedAt: Date): LeakTask {
+export function leakTask(indexKey: Buffer, deliveryId: string, report: LeakReport, receivedAt: Date, identify?: (text: string) => string[]): LeakTask {
   const { value, exposedAt, hmslHash, ...rest } = report;
+  const identifiers = value && identify ? identify(value.reveal()) : [];
   const fingerprints = value ? candidatesOfLeak(value.reveal()).map((c) => fingerprint(indexKey, c)) : [];
   if (hmslHash) fingerprints.push(hmslFingerprint(indexKey, hmslHash));
   const key = value ? fingerprint(indexKey, value.reveal().trim()) : hmslHash ? hmslFingerprint(indexKey, hmslHash) : undefined;
@@ -48,6 +58,7 @@ export function leakTask(indexKey: Buffer, deliveryId: string, report: LeakRepor
     report: { ...rest, ...(exposedAt ? { exposedAt: exposedAt.toISOString() } : {}) },
     fingerprints,
     ...(key ? { key } : {}),
+    ...(identifiers.length ? { identifiers } : {}),
   };
 }
 
@@ -73,6 +84,8 @@ export interface AssessedLeak {
   key: string;
   /** The unmatched fallback key, kept so a merge or a refresh never loses it. */
   valueKey?: string;
+  /** Handles traced when nothing matches (from intake, or from the value GitHub's alert gave). */
+  identifiers?: string[];
 }
 
 /** The ticket key of a matched leak: one per (secret, version), opaque like every other key. */
@@ -90,18 +103,24 @@ interface Match {
 
 /** Match by fingerprint lookup (never by decrypting secrets) and score. */
 export async function assessLeak(deps: LeakDeps, task: LeakTask): Promise<AssessedLeak> {
-  const { fingerprints, valueKey } = await fingerprintsOf(deps, task);
+  const { fingerprints, valueKey, identifiers } = await fingerprintsOf(deps, task);
   const match = await matchFingerprints(deps, fingerprints);
-  return assembled(deps, [task], { ...task.report, sources: [task.report.source] }, fingerprints, match, valueKey);
+  const leak = assembled(deps, [task], { ...task.report, sources: [task.report.source] }, fingerprints, match, valueKey);
+  return identifiers.length ? { ...leak, identifiers } : leak;
 }
 
 /** GitHub's webhook omits the value: read it from the alert, fingerprint it, forget it. */
-async function fingerprintsOf(deps: LeakDeps, task: LeakTask): Promise<{ fingerprints: string[]; valueKey?: string }> {
-  if (task.fingerprints.length || !task.report.fetch || !deps.alerts) return { fingerprints: task.fingerprints, ...(task.key ? { valueKey: task.key } : {}) };
+async function fingerprintsOf(deps: LeakDeps, task: LeakTask): Promise<{ fingerprints: string[]; valueKey?: string; identifiers: string[] }> {
+  const identifiers = task.identifiers ?? [];
+  if (task.fingerprints.length || !task.report.fetch || !deps.alerts) return { fingerprints: task.fingerprints, identifiers, ...(task.key ? { valueKey: task.key } : {}) };
   const value = await deps.alerts.fetchLeakedValue(hydrate(task.report));
-  if (!value) return { fingerprints: [], ...(task.key ? { valueKey: task.key } : {}) };
+  if (!value) return { fingerprints: [], identifiers, ...(task.key ? { valueKey: task.key } : {}) };
   const text = value.reveal();
-  return { fingerprints: candidatesOfLeak(text).map((c) => fingerprint(deps.indexKey, c)), valueKey: fingerprint(deps.indexKey, text.trim()) };
+  return {
+    fingerprints: candidatesOfLeak(text).map((c) => fingerprint(deps.indexKey, c)),
+    valueKey: fingerprint(deps.indexKey, text.trim()),
+    identifiers: identifiersOf(deps.kinds, text),
+  };
 }
 
 async function matchFingerprints(deps: LeakDeps, fingerprints: string[]): Promise<Match | undefined> {
@@ -173,13 +192,16 @@ function merged(deps: LeakDeps, a: AssessedLeak, b: AssessedLeak): AssessedLeak 
     ...(validity ? { validity } : {}),
     ...(exposedAt ? { exposedAt } : {}),
   };
-  return assembled(deps, [...a.tasks, ...b.tasks], report, [...new Set([...a.fingerprints, ...b.fingerprints])], matchOf(a), a.valueKey ?? b.valueKey, a.key);
+  const identifiers = [...new Set([...(a.identifiers ?? []), ...(b.identifiers ?? [])])];
+  const leak = assembled(deps, [...a.tasks, ...b.tasks], report, [...new Set([...a.fingerprints, ...b.fingerprints])], matchOf(a), a.valueKey ?? b.valueKey, a.key);
+  return identifiers.length ? { ...leak, identifiers } : leak;
 }
 
 /** Looks again just before acting: an earlier leak of the burst may have rotated this secret. */
 async function refreshed(deps: LeakDeps, leak: AssessedLeak): Promise<AssessedLeak> {
   const match = await matchFingerprints(deps, leak.fingerprints);
-  return assembled(deps, leak.tasks, leak.report, leak.fingerprints, match, leak.valueKey, leak.key);
+  const again = assembled(deps, leak.tasks, leak.report, leak.fingerprints, match, leak.valueKey, leak.key);
+  return leak.identifiers ? { ...again, identifiers: leak.identifiers } : again;
 }
 
 function stateOf(description: SecretDescription, versionId: string): LeakState {
@@ -238,6 +260,8 @@ export async function remediateLeak(deps: LeakDeps, leak: AssessedLeak): Promise
   const detected = emit(deps, DETAIL_TYPE.leakDetected, { ...base, ...(hit ? { versionId: hit.versionId } : {}), state, reasons: risk.reasons });
   const actions: string[] = [];
   let failure: RemediationResult['error'];
+  // A stray key (no version holds it) traced to the user of a managed secret.
+  let strayOwner: string | undefined;
   try {
     if (hit && (state === 'current' || state === 'pending')) {
       const rotated = await deps.rotation.rotate(hit.secretId, { trigger: 'leak', actor, reason: `leaked via ${report.source} ${report.sourceId}` });
@@ -250,10 +274,19 @@ export async function remediateLeak(deps: LeakDeps, leak: AssessedLeak): Promise
     }
     if (hit && (state === 'current' || state === 'pending' || state === 'previous-live')) {
       const revoked = await revokeCredential(deps, hit.secretId, { versionId: hit.versionId, trigger: 'leak', actor, reason: `leaked via ${report.source}` });
-      actions.push(`Revoked the leaked credential (user ${revoked.username}, version ${revoked.versionId}) with no grace; ${revoked.sessionsEnded} session(s) ended; a login with it was refused.`);
+      const what = revoked.keyId ? `key ${revoked.keyId} of ${revoked.username}` : `user ${revoked.username}`;
+      actions.push(
+        `Revoked the leaked credential (${what}, version ${revoked.versionId}, ${revoked.method}) with no grace; ${revoked.sessionsEnded} session(s) ended; a login with it was refused.` +
+          (revoked.purgeAfter ? ` It is disabled now and deleted after ${revoked.purgeAfter}.` : ''),
+      );
     }
     if (hit && (state === 'revoked' || state === 'superseded')) actions.push(`No action needed: the leaked value (version ${hit.versionId}) no longer works.`);
-    if (!hit) actions.push('No managed secret matches this value: nothing was rotated. Find its owner.');
+    if (!hit) {
+      const strays = await revokeStrays(deps, leak, actor);
+      strayOwner = strays.find((s) => s.secretId)?.secretId;
+      actions.push(...strays.map((s) => s.action));
+      if (!strays.some((s) => s.secretId)) actions.push('No managed secret matches this value: nothing was rotated. Find its owner.');
+    }
     if (hit && deps.alerts) {
       const alerts = deps.alerts;
       const seen = new Set<string>();
@@ -299,7 +332,7 @@ export async function remediateLeak(deps: LeakDeps, leak: AssessedLeak): Promise
     deliveryId: tasks[0]!.deliveryId,
     sourceId: report.sourceId,
     tasks: tasks.map((t) => ({ deliveryId: t.deliveryId, sourceId: t.report.sourceId })),
-    ...(secretId ? { secretId } : {}),
+    ...(secretId ?? strayOwner ? { secretId: (secretId ?? strayOwner)! } : {}),
     ...(hit ? { versionId: hit.versionId } : {}),
     state,
     risk,
@@ -308,6 +341,65 @@ export async function remediateLeak(deps: LeakDeps, leak: AssessedLeak): Promise
     ...(failure ? { error: failure } : {}),
     durationMs,
   };
+}
+
+/**
+ * A leaked credential no stored version holds — a key made by hand in the console and committed
+ * somewhere — that still belongs to a principal rekey manages (the IAM user of a managed
+ * `aws-iam-user` secret): disable it too. For each handle the leak carries (an AWS access key id),
+ * each kind that can trace one names its owner on the system (`ownerOf`); the principal
+ * fingerprint finds the managed secret of that owner without decrypting anything; the kind then
+ * disables the key (`revokeStray`), never AWSCURRENT's own. Each outcome is one action line.
+ */
+async function revokeStrays(deps: LeakDeps, leak: AssessedLeak, actor: string): Promise<{ action: string; secretId?: string }[]> {
+  const out: { action: string; secretId?: string }[] = [];
+  const identifiers = leak.identifiers ?? [];
+  if (!identifiers.length) return out;
+  for (const kind of deps.kinds.kinds) {
+    if (!kind.ownerOf || !kind.revokeStray) continue;
+    for (const identifier of identifiers) {
+      const principal = await kind.ownerOf(identifier, deps);
+      if (!principal) continue;
+      const hits = dedupeHits((await Promise.all(kind.engines.map((engine) => deps.index.lookup(principalFingerprint(deps.indexKey, engine, principal))))).flat());
+      let managed: string | undefined;
+      for (const hit of hits) {
+        let description: SecretDescription;
+        try {
+          description = await deps.store.describeSecret(hit.secretId);
+        } catch (error) {
+          if (error instanceof NotFoundError) continue;
+          throw error;
+        }
+        if (description.tags[TAG.managed] !== 'true' || stateOf(description, hit.versionId) !== 'current') continue;
+        managed = hit.secretId;
+        const done = await deps.lock.tryWithLock(hit.secretId, async () => {
+          const loaded = await loadSecret(deps, hit.secretId, description);
+          return kind.revokeStray!(identifier, kindContext(deps, loaded));
+        });
+        if (!done.acquired) throw new RotationInProgressError(hit.secretId, 'another process holds its lock');
+        const outcome = done.value;
+        await emit(deps, DETAIL_TYPE.credentialRevoked, {
+          secretId: hit.secretId,
+          trigger: 'leak',
+          actor,
+          reason: `leaked via ${leak.report.source}: a key rekey did not create`,
+          method: outcome.method,
+          principal: outcome.principal,
+          keyId: identifier,
+          stray: true,
+          sessionsEnded: 0,
+          proven: true,
+        });
+        out.push({
+          secretId: hit.secretId,
+          action: `Disabled the leaked key ${identifier} of ${principal} (${outcome.method}). rekey did not create it, but ${hit.secretId} manages that principal; delete the key once the investigation is done.`,
+        });
+        break;
+      }
+      if (!managed) out.push({ action: `The leaked key ${identifier} belongs to ${principal}, which no managed secret covers: nothing was disabled.` });
+    }
+  }
+  return out;
 }
 
 /**

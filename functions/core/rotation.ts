@@ -1,10 +1,11 @@
 import type { CoreDeps } from './deps.ts';
-import { actingAs, loadAdmin, loadSecret, loadVersion, type LoadedSecret } from './credentials.ts';
-import { NotFoundError, RekeyError, RotationInProgressError, TargetError, ValidationError, publicError } from './errors.ts';
+import { kindContext, kindOf, loadSecret, loadVersion, type LoadedSecret } from './credentials.ts';
+import { consumersOf, consumersTag, pushToConsumers, type ConsumerReport } from './consumers.ts';
+import { NotFoundError, RekeyError, RotationInProgressError, TargetError, publicError } from './errors.ts';
 import { DETAIL_TYPE, actionFields, emit, type ActionContext } from './events.ts';
-import { generatePassword, passwordPolicyFromTags } from './password.ts';
 import { STAGE } from './ports/secret-store.ts';
-import { TAG, alternateUsername, baseUsername, isPrivileged, parseDatabaseSecret } from './secret.ts';
+import type { Sealed } from './sealed.ts';
+import { TAG, isPrivileged } from './secret.ts';
 
 export type RotationStep = 'createSecret' | 'setSecret' | 'testSecret' | 'finishSecret';
 export const ROTATION_STEPS: readonly RotationStep[] = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'];
@@ -17,10 +18,20 @@ export interface RotationResult {
   versionId: string;
   previousVersionId: string;
   strategy: string;
+  /** Who the new credential authenticates (database user, IAM user, provider): identifiers only. */
   username: string;
+  /** The new credential's own non-secret id, where it has one (an IAM access key id, a provider key id). */
+  keyId?: string;
   /** True when this run finished a rotation an earlier run left pending (after a crash). */
   resumed: boolean;
+  /** The push of the new value to the consumers it lists (absent when it lists none). */
+  consumers?: ConsumerReport;
   durationMs: number;
+}
+
+/** What a step reports besides its events: the consumer push, for finishSecret. */
+export interface StepResult {
+  consumers?: ConsumerReport;
 }
 
 /**
@@ -30,7 +41,11 @@ export interface RotationResult {
  *   createSecret  store a new value as AWSPENDING before the target is touched (never strand a password)
  *   setSecret     make the pending credential valid on the target
  *   testSecret    log in with it and run a check query
- *   finishSecret  move AWSCURRENT to it (Secrets Manager semantics move AWSPREVIOUS along)
+ *   finishSecret  move AWSCURRENT to it (Secrets Manager semantics move AWSPREVIOUS along), then
+ *                 push it to the consumers its value lists
+ *
+ * What a step does to the credential is the kind's business (functions/core/ports/credential-kind.ts):
+ * this engine knows stages, locks, retries and events, not databases or providers.
  */
 export class RotationEngine {
   constructor(private readonly deps: CoreDeps) {}
@@ -60,16 +75,18 @@ export class RotationEngine {
     }
     const context: RotationRequest = { ...request };
     const previousVersionId = description.versions.find((v) => v.stages.includes(STAGE.current))?.versionId ?? '';
-    for (const step of ROTATION_STEPS) await this.runStep(step, secretId, versionId, context);
-    const pendingValue = await loadVersion(this.deps, secretId, { versionId });
+    let consumers: ConsumerReport | undefined;
+    for (const step of ROTATION_STEPS) consumers = (await this.runStep(step, secretId, versionId, context)).consumers ?? consumers;
     const loaded = await loadSecret(this.deps, secretId);
     return {
       secretId,
       versionId,
       previousVersionId,
       strategy: loaded.strategy,
-      username: pendingValue.value.username,
+      username: loaded.summary.principal,
+      ...(loaded.summary.keyId ? { keyId: loaded.summary.keyId } : {}),
       resumed,
+      ...(consumers ? { consumers } : {}),
       durationMs: Math.round(performance.now() - started),
     };
   }
@@ -77,10 +94,14 @@ export class RotationEngine {
   /**
    * One step, with events: Rotation Started when a version is created, Succeeded when it becomes
    * current, Failed (then rethrown) on any error. The AWS rotation handler calls this per step.
+   * After finishSecret (a promotion or a replay of it) the new value is pushed to its consumers; a
+   * failed push fails neither the step nor the rotation (the value is safe as AWSCURRENT): it is
+   * reported, and it holds back the revoke of the previous value (DESIGN.md §4, consumers).
    */
-  async runStep(step: RotationStep, secretId: string, versionId: string, request: RotationRequest): Promise<void> {
+  async runStep(step: RotationStep, secretId: string, versionId: string, request: RotationRequest): Promise<StepResult> {
     const started = performance.now();
     const base = { secretId, versionId, ...actionFields(request) };
+    let finished = false;
     try {
       if (step === 'createSecret') {
         const created = await this.createSecret(secretId, versionId);
@@ -95,6 +116,7 @@ export class RotationEngine {
           await this.recordOutcome(secretId, 'succeeded');
           await emit(this.deps, DETAIL_TYPE.rotationSucceeded, { ...base, step, strategy: promoted.strategy, durationMs: promoted.rotationMs });
         }
+        finished = true;
       }
       this.deps.logger.info('rotation step done', { secretId, versionId, step, ms: Math.round(performance.now() - started) });
     } catch (error) {
@@ -103,6 +125,29 @@ export class RotationEngine {
       await this.recordOutcome(secretId, 'failed', safe.code);
       await emit(this.deps, DETAIL_TYPE.rotationFailed, { ...base, step, durationMs: Math.round(performance.now() - started), error: safe });
       throw error;
+    }
+    if (!finished) return {};
+    const consumers = await this.pushConsumers(secretId, versionId, request);
+    return consumers ? { consumers } : {};
+  }
+
+  /**
+   * After finishSecret: push the version, now AWSCURRENT, to the consumers its value lists —
+   * unless they already have it (a replay of the step). Never throws: the rotation is done.
+   */
+  private async pushConsumers(secretId: string, versionId: string, request: RotationRequest): Promise<ConsumerReport | undefined> {
+    try {
+      const [description, current] = await Promise.all([this.deps.store.describeSecret(secretId), this.deps.store.getSecretValue(secretId, { stage: STAGE.current })]);
+      if (current.versionId !== versionId) return undefined;
+      if (consumersOf(current.value, secretId).length === 0) return undefined;
+      if (description.tags[TAG.consumers] === consumersTag(versionId, true)) return undefined;
+      return await pushToConsumers(this.deps, secretId, versionId, current.value, request);
+    } catch (error) {
+      // A malformed list or an unreachable store: the failure is reported, never the rotation's.
+      const safe = publicError(error);
+      this.deps.logger.warn('could not push to the consumers', { secretId, versionId, error: safe });
+      await emit(this.deps, DETAIL_TYPE.consumerUpdateFailed, { secretId, versionId, ...actionFields(request), error: safe });
+      return { versionId, updated: [], failed: [{ consumer: 'consumers', error: { ...safe, retryable: true } }] };
     }
   }
 
@@ -118,35 +163,23 @@ export class RotationEngine {
     if (other) {
       throw new RotationInProgressError(secretId, `AWSPENDING is on version ${other.versionId}; run \`rekey rotate ${secretId}\` to finish it`);
     }
-    const { current, strategy } = loaded;
-    if (strategy === 'alternating' && !current.masterarn) {
-      throw new ValidationError(`secret ${secretId} uses the alternating strategy, which needs "masterarn" (the admin secret)`);
-    }
-    const username = strategy === 'alternating' ? alternateUsername(current.username) : current.username;
-    this.deps.targets.forEngine(current.engine).validateUsername(username, { alternating: strategy === 'alternating' });
-
-    const password = generatePassword(passwordPolicyFromTags(loaded.description.tags));
-    const currentValue = await this.deps.store.getSecretValue(secretId, { versionId: loaded.currentVersionId });
-    // Edit the stored JSON itself so fields rekey does not know (and the engine's spelling) survive.
-    const next = currentValue.value.map((json) => JSON.stringify({ ...JSON.parse(json), username, password: password.reveal() }));
+    // The kind builds the next value (and, for providers, creates it there: an IAM key, an API
+    // key); it is stored as AWSPENDING before anything else happens, so it is never stranded.
+    const next = await loaded.kind.next(kindContext(this.deps, loaded, { versionId }));
+    loaded.kind.validate(next, secretId);
     await this.deps.store.putSecretValue(secretId, versionId, next, [STAGE.pending]);
-    return { strategy };
+    return { strategy: loaded.strategy };
   }
 
   async setSecret(secretId: string, versionId: string): Promise<void> {
     const { loaded, pending } = await this.loadPending(secretId, versionId);
     if (!pending) return; // already current: nothing to do on a replay
-    const target = this.deps.targets.forEngine(pending.engine);
-    const admin = await loadAdmin(this.deps, pending);
-    if (pending.masterarn) await this.markPrivileged(pending.masterarn);
-    if (loaded.strategy === 'alternating') {
-      if (!admin) throw new ValidationError(`secret ${secretId} uses the alternating strategy, which needs "masterarn"`);
-      const original = baseUsername(loaded.current.username);
-      if (pending.username !== original) await target.syncClone(admin, original, pending.username);
-    }
-    // Without an admin the user changes its own password; the pending login is tried too, so a
-    // rerun after a crash inside this step finds the password already set.
-    await target.setPassword(pending, pending.username, pending.password, actingAs(admin, [loaded.current, pending]));
+    const kind = kindOf(this.deps, pending, secretId);
+    const admin = kind.describe(pending, secretId, loaded.description.tags).adminSecretId;
+    if (admin) await this.markPrivileged(admin);
+    // The kind makes the pending value valid; replaying it is harmless (a database password set
+    // again; nothing at all for a provider key, which works once created).
+    await kind.apply(pending, kindContext(this.deps, loaded, { versionId }));
   }
 
   async testSecret(secretId: string, versionId: string): Promise<void> {
@@ -155,13 +188,16 @@ export class RotationEngine {
     const version = (await this.hasAnyValue(secretId, versionId))
       ? await loadVersion(this.deps, secretId, { versionId })
       : await loadVersion(this.deps, secretId, { stage: STAGE.current });
-    const target = this.deps.targets.forEngine(version.value.engine);
+    const loaded = await loadSecret(this.deps, secretId);
+    const kind = kindOf(this.deps, version.value, secretId);
+    const ctx = kindContext(this.deps, loaded, { versionId });
     const attempts = Math.max(1, this.deps.verifyAttempts);
     for (let attempt = 1; ; attempt++) {
       try {
-        await target.verify(version.value);
+        await kind.verify(version.value, ctx);
         return;
       } catch (error) {
+        // A refused login may be a change still propagating (IAM keys take seconds): back off, retry.
         const retry = error instanceof TargetError && (error.retryable || error.code === 'LOGIN_FAILED');
         if (!retry || attempt >= attempts) throw error;
         await sleep(this.deps.verifyBaseDelayMs * 2 ** (attempt - 1));
@@ -204,11 +240,11 @@ export class RotationEngine {
     return this.hasValue(secretId, versionId, undefined);
   }
 
-  private async loadPending(secretId: string, versionId: string) {
-    const loaded: LoadedSecret = await loadSecret(this.deps, secretId);
+  private async loadPending(secretId: string, versionId: string): Promise<{ loaded: LoadedSecret; pending: Sealed<string> | undefined }> {
+    const loaded = await loadSecret(this.deps, secretId);
     if (loaded.currentVersionId === versionId) return { loaded, pending: undefined };
     const version = await this.deps.store.getSecretValue(secretId, { versionId, stage: STAGE.pending });
-    return { loaded, pending: parseDatabaseSecret(version.value, secretId) };
+    return { loaded, pending: version.value };
   }
 
   /** An admin secret's leak is riskier: say so on it, once, so the risk scorer can see it. */

@@ -105,6 +105,10 @@ export const TAG = {
   privileged: 'rekey:privileged',
   /** Set by whoever deploys rekey on the admin secrets it may read (IAM grants reads on it). */
   admin: 'rekey:admin',
+  /** `<versionId> ok|failed`: whether every consumer listed by that version received it. */
+  consumers: 'rekey:consumers',
+  /** `<versionId> <ISO time>` (or `<versionId> done`): the disabled credential to delete after its second grace. */
+  purge: 'rekey:purge',
 } as const;
 
 /** An admin credential: its leak is riskier. */

@@ -6,7 +6,8 @@ import { ValidationError, publicError } from './errors.ts';
 import { inspectSecret } from './inspect.ts';
 import type { RotationTrigger } from './ports/rotation-trigger.ts';
 import { STAGE } from './ports/secret-store.ts';
-import { revokeCredential } from './revocation.ts';
+import { purgeCredential, purgeDue, revokeCredential } from './revocation.ts';
+import { consumersPending, pushToConsumers } from './consumers.ts';
 import { TAG } from './secret.ts';
 import { batchSummary, type BatchOutcome } from './batch.ts';
 
@@ -16,7 +17,7 @@ export interface SweepOptions {
   stuckAfterMs: number;
 }
 
-export type SweepAction = 'rotated' | 'revoked' | 'stuck' | 'nothing' | 'failed';
+export type SweepAction = 'rotated' | 'revoked' | 'purged' | 'pushed' | 'stuck' | 'nothing' | 'failed';
 
 export interface SweepItem {
   secretId: string;
@@ -36,7 +37,9 @@ const SWEEP_ACTOR = 'schedule';
 
 /**
  * The schedule tick: for every managed secret (tag rekey:managed=true), report a stuck pending,
- * or start a rotation when AWSCURRENT is older than rekey:max-age, or revoke AWSPREVIOUS once its
+ * or start a rotation when AWSCURRENT is older than rekey:max-age, or push AWSCURRENT again to
+ * consumers that did not get it (then revoke, if that was all that held the revoke back), or revoke
+ * AWSPREVIOUS once its grace is over, or delete a credential a revoke only disabled once its second
  * grace is over. Bounded concurrency; one failing secret never stops the others.
  */
 export async function sweep(deps: CoreDeps, trigger: RotationTrigger, options: SweepOptions): Promise<SweepReport> {
@@ -58,11 +61,30 @@ export async function sweep(deps: CoreDeps, trigger: RotationTrigger, options: S
         const rotation = await trigger.rotate(secretId, { ...context, reason: 'older than rekey:max-age' });
         return { secretId, action: 'rotated', ...(rotation.versionId ? { versionId: rotation.versionId } : {}) };
       }
+      let pushed: string | undefined;
+      const current = description.versions.find((v) => v.stages.includes(STAGE.current));
+      if (current && status.consumers && status.consumers.state !== 'pushed') {
+        const value = (await deps.store.getSecretValue(secretId, { versionId: current.versionId })).value;
+        if (consumersPending(description.tags, current.versionId, value, secretId)) {
+          const report = await pushToConsumers(deps, secretId, current.versionId, value, { ...context, reason: 'consumers did not all receive AWSCURRENT' });
+          if (report?.failed.length) {
+            const first = report.failed[0]!;
+            return { secretId, action: 'failed', versionId: current.versionId, error: { code: first.error.code, message: `${report.failed.length} consumer(s) not updated (${first.consumer}: ${first.error.message}); the previous value stays until a push succeeds` } };
+          }
+          pushed = current.versionId;
+        }
+      }
       const rotatedAt = description.lastRotatedAt?.getTime();
       if (status.previousLive && rotatedAt !== undefined && deps.now().getTime() - rotatedAt >= status.graceMs) {
         const revoked = await revokeCredential(deps, secretId, { ...context, stage: STAGE.previous, reason: 'grace period over' });
         return { secretId, action: 'revoked', versionId: revoked.versionId };
       }
+      const purge = purgeDue(description.tags);
+      if (purge && deps.now().getTime() >= purge.after.getTime()) {
+        const purged = await purgeCredential(deps, secretId, { ...context, reason: 'second grace period over' });
+        return { secretId, action: purged.outcome === 'purged' ? 'purged' : 'nothing', versionId: purged.versionId };
+      }
+      if (pushed) return { secretId, action: 'pushed', versionId: pushed };
       return { secretId, action: 'nothing' };
     } catch (error) {
       const safe = publicError(error);
@@ -70,7 +92,7 @@ export async function sweep(deps: CoreDeps, trigger: RotationTrigger, options: S
       return { secretId, action: 'failed', error: safe };
     }
   });
-  const counts: Record<SweepAction, number> = { rotated: 0, revoked: 0, stuck: 0, nothing: 0, failed: 0 };
+  const counts: Record<SweepAction, number> = { rotated: 0, revoked: 0, purged: 0, pushed: 0, stuck: 0, nothing: 0, failed: 0 };
   for (const item of items) counts[item.action]++;
   deps.logger.info('sweep done', { ...counts, secrets: items.length });
   await emit(deps, DETAIL_TYPE.batchCompleted, {
@@ -86,4 +108,5 @@ export async function sweep(deps: CoreDeps, trigger: RotationTrigger, options: S
   return { batchId, items, counts };
 }
 
-const SWEEP_OUTCOME: Record<SweepAction, BatchOutcome> = { rotated: 'succeeded', revoked: 'revoked', stuck: 'stuck', nothing: 'skipped', failed: 'failed' };
+// A purge finishes a revoke; a successful re-push is routine.
+const SWEEP_OUTCOME: Record<SweepAction, BatchOutcome> = { rotated: 'succeeded', revoked: 'revoked', purged: 'revoked', pushed: 'skipped', stuck: 'stuck', nothing: 'skipped', failed: 'failed' };

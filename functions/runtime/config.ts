@@ -26,6 +26,12 @@ const schema = z.object({
   REKEY_TICKETS_REPO: z.string().regex(/^[\w.-]+\/[\w.-]+$/).optional(),
   REKEY_LEAK_QUEUE_URL: z.url().optional(),
   REKEY_DELIVERIES_TABLE: z.string().min(1).optional(),
+  /**
+   * AWS: the secrets holding the leak path's credentials, read at run time (runtime/leak-credentials.ts):
+   * the three webhook secrets (leak-webhook), the GitHub token (leak-worker). The variables above win.
+   */
+  REKEY_LEAK_WEBHOOK_SECRET_ID: z.string().min(1).optional(),
+  REKEY_GITHUB_TOKEN_SECRET_ID: z.string().min(1).optional(),
   /** Chat. Webhook URLs are credentials: errors name the variable, never the URL. */
   SLACK_WEBHOOK_URL: z.url().optional(),
   TEAMS_WEBHOOK_URL: z.url().optional(),

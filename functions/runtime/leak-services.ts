@@ -1,9 +1,10 @@
 import { join } from 'node:path';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Octokit } from '@octokit/rest';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { LeakDeps, LeakTask, RemediationResult } from '#core/remediation.ts';
-import { remediateBurst } from '#core/remediation.ts';
+import { identifiersOf, remediateBurst } from '#core/remediation.ts';
 import type { IntakeDeps } from '#core/intake.ts';
 import type { LeakQueue, DeliveryLog } from '#core/ports/leak-queue.ts';
 import type { TicketSystem } from '#core/ports/tickets.ts';
@@ -19,6 +20,7 @@ import { LocalDeliveryLog } from '#adapters/deliveries/local-files.ts';
 import { DynamoDeliveryLog } from '#adapters/deliveries/dynamodb.ts';
 import type { Config } from './config.ts';
 import type { Services } from './services.ts';
+import { CREDENTIALS_REFRESH_MS, githubToken, refreshing } from './leak-credentials.ts';
 
 export interface LeakServices {
   leak: LeakDeps;
@@ -37,8 +39,8 @@ export interface LeakOverrides {
   retryDelaysMs?: number[];
 }
 
-/** Adds the leak path to the core services: scanners, tickets, the scanner API, queue and replay log. */
-export function buildLeakServices(services: Services, config: Config, overrides: LeakOverrides = {}): LeakServices {
+/** What the worker needs on top of the core services: tickets and the scanner API (the GitHub token's). */
+export function buildLeakDeps(services: Services, config: Config, overrides: Pick<LeakOverrides, 'tickets' | 'alerts'> = {}): LeakDeps {
   const logger = services.deps.logger;
   // Octokit's own log goes through rekey's structured logger: its request lines name method, path
   // and status only; an expected 400 (an alert already resolved) is not worth more than debug.
@@ -59,7 +61,7 @@ export function buildLeakServices(services: Services, config: Config, overrides:
   if (!tickets && services.storeDir) tickets = new LocalFileTickets({ file: join(services.storeDir, 'tickets.json') });
   if (!tickets) throw new ConfigError('REKEY_TICKETS_REPO and GITHUB_TOKEN must be set on AWS: leak tickets need somewhere to go');
   const alerts = overrides.alerts ?? (octokit ? new GitHubAlertApi({ octokit }) : undefined);
-  const leak: LeakDeps = {
+  return {
     ...services.deps,
     rotation: services.rotation,
     index: services.index,
@@ -67,7 +69,11 @@ export function buildLeakServices(services: Services, config: Config, overrides:
     tickets,
     ...(alerts ? { alerts } : {}),
   };
+}
 
+/** Adds the leak path to the core services: scanners, tickets, the scanner API, queue and replay log. */
+export function buildLeakServices(services: Services, config: Config, overrides: LeakOverrides = {}): LeakServices {
+  const leak = buildLeakDeps(services, config, overrides);
   let queue = overrides.queue;
   let localQueue: InProcessLeakQueue | undefined;
   if (!queue && config.REKEY_LEAK_QUEUE_URL) {
@@ -103,19 +109,42 @@ export function buildLeakServices(services: Services, config: Config, overrides:
     indexKey: services.indexKey,
     logger: services.deps.logger,
     now: services.deps.now,
+    identify: (text) => identifiersOf(services.deps.kinds, text),
   };
   return { leak, intake, ...(localQueue ? { localQueue } : {}) };
 }
 
-let shared: Promise<LeakServices> | undefined;
+/**
+ * Leak deps for the leak-worker Lambda, on top of the core services. The GitHub token (GITHUB_TOKEN,
+ * else the secret REKEY_GITHUB_TOKEN_SECRET_ID names) is re-read every 5 minutes; the deps are
+ * rebuilt only when it changed.
+ */
+export function workerLeakDeps(
+  getServices: () => Promise<Services>,
+  config: Config,
+  overrides: { secretsManager?: SecretsManagerClient; clock?: () => number } = {},
+): () => Promise<LeakDeps> {
+  let secretsManager = overrides.secretsManager;
+  const token = refreshing(() => githubToken(config, () => (secretsManager ??= new SecretsManagerClient(config.AWS_REGION ? { region: config.AWS_REGION } : {}))), {
+    everyMs: CREDENTIALS_REFRESH_MS,
+    ...(overrides.clock ? { now: overrides.clock } : {}),
+  });
+  let built: { token: string | undefined; deps: LeakDeps } | undefined;
+  return async () => {
+    const [services, current] = await Promise.all([getServices(), token()]);
+    if (!built || built.token !== current) built = { token: current, deps: buildLeakDeps(services, { ...config, GITHUB_TOKEN: current }) };
+    return built.deps;
+  };
+}
 
-/** Leak services for Lambda handlers, built once per container on top of the core services. */
-export function lambdaLeakServices(getServices: () => Promise<Services>, getConfig: () => Config): Promise<LeakServices> {
-  shared ??= getServices()
-    .then((services) => buildLeakServices(services, getConfig()))
-    .catch((error: unknown) => {
-      shared = undefined;
-      throw error;
-    });
-  return shared;
+let shared: (() => Promise<LeakDeps>) | undefined;
+
+/** Leak deps for leak-worker, built once per container from the environment. */
+export function lambdaLeakDeps(getServices: () => Promise<Services>, getConfig: () => Config): Promise<LeakDeps> {
+  try {
+    shared ??= workerLeakDeps(getServices, getConfig());
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return shared();
 }

@@ -2,7 +2,7 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { RekeyError, publicError } from '#core/errors.ts';
 import type { Logger } from '#core/ports/logger.ts';
-import { lambdaServices, type Services } from './services.ts';
+import type { Services } from './services.ts';
 import { config } from './config.ts';
 import { jsonLogger } from './logger.ts';
 
@@ -21,8 +21,12 @@ export interface HandlerOptions<S extends { logger: Logger } = Services> {
    * `return`: the caller is a person or an HTTP client; failures come back as `{ ok: false, error }`.
    */
   errors: 'throw' | 'return';
-  /** Services other than the process-wide core ones (tests; on-rekey-event's chat services). */
-  services?: () => Promise<S>;
+  /**
+   * The services each invocation gets: the core ones (runtime/services.ts) for the rotation
+   * functions, narrower ones for on-rekey-event and leak-webhook. Always given by the handler, so
+   * this module imports no services and a bundle holds only the ones its handler uses.
+   */
+  services: () => Promise<S>;
 }
 
 /**
@@ -30,8 +34,7 @@ export interface HandlerOptions<S extends { logger: Logger } = Services> {
  * event or a body), an abort signal before the timeout, and RekeyError → safe result.
  */
 export function lambdaHandler<E, R, S extends { logger: Logger } = Services>(name: string, fn: (event: E, ctx: HandlerContext<S>) => Promise<R>, options: HandlerOptions<S>) {
-  // Without a factory the handler gets the core services (S is then Services).
-  const getServices = options.services ?? (lambdaServices as unknown as () => Promise<S>);
+  const getServices = options.services;
   // The logger of the invocation's services, once built: a failure is logged where its start was.
   const loggers = new WeakMap<object, Logger>();
   return middy<E, R | { ok: false; error: { code: string; message: string } }, Error, Context>({

@@ -16,7 +16,12 @@ import { AwsSecretsManagerStore } from '#adapters/stores/aws-secrets-manager.ts'
 import { FileSecretLock } from '#adapters/locks/file-lock.ts';
 import { InProcessEventBus } from '#adapters/buses/in-process.ts';
 import { EventBridgeBus } from '#adapters/buses/eventbridge.ts';
+import { Octokit } from '@octokit/rest';
 import { DatabaseTargets } from '#adapters/targets/registry.ts';
+import { CredentialKinds } from '#adapters/targets/kinds.ts';
+import { ConsumerAdapters } from '#adapters/consumers/registry.ts';
+import type { CredentialKindRegistry } from '#core/ports/credential-kind.ts';
+import type { ConsumerRegistry } from '#core/ports/consumer.ts';
 import { InProcessRotationTrigger } from '#adapters/triggers/in-process.ts';
 import { FingerprintingStore } from '#adapters/stores/fingerprinting.ts';
 import { LocalFileFingerprintIndex } from '#adapters/fingerprints/local-files.ts';
@@ -55,7 +60,12 @@ export interface Services {
 
 export interface ServiceOverrides {
   store?: SecretStore;
+  /** The database targets inside the database kind (tests wrap them to record calls). */
   targets?: TargetRegistry;
+  /** Every credential kind (tests: kinds with fakes); default databases, IAM keys and HTTP API keys. */
+  kinds?: CredentialKindRegistry;
+  /** Where new values are pushed (tests: a GitHub double); default GitHub Actions (GITHUB_TOKEN) and bus events. */
+  consumers?: (events: EventBus) => ConsumerRegistry;
   events?: EventBus;
   lock?: SecretLock;
   logger?: Logger;
@@ -73,6 +83,8 @@ export async function buildServices(config: Config, overrides: ServiceOverrides 
   const aws = config.REKEY_STORE === 'aws';
   // SDK clients are built here, once per process (a Lambda cold start), and injected.
   const secretsManager = aws ? new SecretsManagerClient(config.AWS_REGION ? { region: config.AWS_REGION } : {}) : undefined;
+  const kinds =
+    overrides.kinds ?? new CredentialKinds({ targets: overrides.targets ?? new DatabaseTargets(), ...(config.AWS_REGION ? { region: config.AWS_REGION } : {}) });
   let lock = overrides.lock;
   let store = overrides.store;
   let index: FingerprintIndex;
@@ -82,13 +94,13 @@ export async function buildServices(config: Config, overrides: ServiceOverrides 
     if (!config.REKEY_INDEX_KEY) throw new ConfigError('REKEY_INDEX_KEY must be set when REKEY_STORE=aws (base64 of 32 bytes)');
     indexKey = decodeKey(config.REKEY_INDEX_KEY, 'REKEY_INDEX_KEY');
     index = new SecretTagsFingerprintIndex(secretsManager);
-    store ??= new FingerprintingStore(new AwsSecretsManagerStore({ client: secretsManager }), index, indexKey);
+    store ??= new FingerprintingStore(new AwsSecretsManagerStore({ client: secretsManager }), index, indexKey, kinds);
   } else {
     storeDir = resolve(config.REKEY_STORE_DIR);
     const key = await LocalEncryptedStore.loadOrCreateKey({ dir: storeDir, ...(config.REKEY_MASTER_KEY ? { masterKeyBase64: config.REKEY_MASTER_KEY } : {}) });
     indexKey = config.REKEY_INDEX_KEY ? decodeKey(config.REKEY_INDEX_KEY, 'REKEY_INDEX_KEY') : deriveIndexKey(key);
     index = new LocalFileFingerprintIndex({ dir: storeDir });
-    store ??= new FingerprintingStore(new LocalEncryptedStore({ dir: storeDir, key }), index, indexKey);
+    store ??= new FingerprintingStore(new LocalEncryptedStore({ dir: storeDir, key }), index, indexKey, kinds);
     lock ??= new FileSecretLock({ dir: storeDir });
   }
   let events = overrides.events;
@@ -127,15 +139,17 @@ export async function buildServices(config: Config, overrides: ServiceOverrides 
       chat = dispatcher;
     }
   }
-  const targets = overrides.targets ?? new DatabaseTargets();
+  const now = overrides.now ?? (() => new Date());
+  const consumers = overrides.consumers?.(events) ?? new ConsumerAdapters({ events, now, ...(config.GITHUB_TOKEN ? { octokit: consumerOctokit(config, logger) } : {}) });
   const deps: CoreDeps = {
     store,
-    targets,
+    kinds,
+    consumers,
     events,
     // Secrets Manager serialises rotations itself; locally a file lock does.
     lock: lock ?? noLock,
     logger,
-    now: overrides.now ?? (() => new Date()),
+    now,
     newVersionId: randomUUID,
     verifyAttempts: config.REKEY_VERIFY_ATTEMPTS,
     verifyBaseDelayMs: overrides.verifyBaseDelayMs ?? 200,
@@ -156,9 +170,23 @@ export async function buildServices(config: Config, overrides: ServiceOverrides 
     async close() {
       await chat?.flush();
       for (const detach of unsubscribe) detach();
-      await targets.close();
+      await kinds.close();
     },
   };
+}
+
+/** GitHub for the Actions-secret consumers: its log reduced to method, path and status, at debug. */
+function consumerOctokit(config: Config, logger: Logger): Octokit {
+  return new Octokit({
+    auth: config.GITHUB_TOKEN,
+    baseUrl: config.GITHUB_API_URL,
+    log: {
+      debug: () => {},
+      info: () => {},
+      warn: (message: string) => logger.warn('GitHub client warning', { message: String(message).slice(0, 300) }),
+      error: (message: string) => logger.debug('GitHub request failed', { request: String(message).slice(0, 300) }),
+    },
+  });
 }
 
 function decodeKey(base64: string, name: string): Buffer {

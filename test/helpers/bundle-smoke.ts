@@ -22,7 +22,7 @@ const ROOT = resolve(import.meta.dirname, '../..');
 /**
  * Rotates a real database user through the packaged `ops` bundle (.serverless/ops.zip, run by
  * `scripts/invoke.ts --bundle` in its own process): proves what Lambda would run — the minified ESM
- * bundle with the stand-ins of functions/runtime/bundle/ (drivers loaded on first use) — reaches
+ * bundle, whose drivers are files of their own loaded on first use (functions/runtime/bundle/) — reaches
  * PostgreSQL or MariaDB and changes a password, without printing a value. `aws`: the bundle's own
  * SDK client talks to the fake Secrets Manager (REKEY_STORE=aws, as deployed; the event bus is
  * unreachable, which rekey logs and survives); `local`: the encrypted store in a temp dir.

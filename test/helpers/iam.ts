@@ -20,7 +20,8 @@ export const SECRETS_ACTIONS = {
     'UpdateSecretVersionStage',
   ],
   ops: ['DescribeSecret', 'GetSecretValue', 'ListSecretVersionIds', 'PutSecretValue', 'RotateSecret', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
-  'leak-webhook': [],
+  // Its own credentials secret only, by ARN (the leak-worker's GetSecretValue also covers the GitHub token secret).
+  'leak-webhook': ['GetSecretValue'],
   'leak-worker': [
     'DescribeSecret',
     'GetSecretValue',

@@ -15,11 +15,14 @@ export class LeakGuard {
     if (text.length >= 4) this.#values.add(text);
   }
 
-  /** Adds the password of a stored JSON value (and the JSON itself). */
+  /** Adds the secret fields of a stored JSON value: a password, an IAM secret access key, an API key, a token. */
   secretJson(json: string | Sealed<string>): void {
     const text = json instanceof Sealed ? json.reveal() : json;
-    const parsed = JSON.parse(text) as { password?: string };
-    if (parsed.password) this.secret(parsed.password);
+    const parsed = JSON.parse(text) as Record<string, unknown>;
+    for (const field of ['password', 'secretAccessKey', 'key', 'token']) {
+      const value = parsed[field];
+      if (typeof value === 'string' && value) this.secret(value);
+    }
   }
 
   output(where: string, value: unknown): void {

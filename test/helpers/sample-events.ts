@@ -25,6 +25,22 @@ export function sampleEvents(extra: Record<string, unknown> = {}): Record<Detail
     [DETAIL_TYPE.leakDetected]: event(DETAIL_TYPE.leakDetected, { ...leak, versionId: base.versionId, state: 'current', reasons: ['the leaked value is AWSCURRENT', 'public repository', 'prod'] }),
     [DETAIL_TYPE.leakRemediated]: event(DETAIL_TYPE.leakRemediated, { ...leak, versionId: base.versionId, state: 'current', durationMs: 820, outcome: 'succeeded', ticketId: '42', ticketUrl: 'https://github.com/acme/security/issues/42' }),
     [DETAIL_TYPE.ticketOpened]: event(DETAIL_TYPE.ticketOpened, { ...leak, ticketId: '42', ticketUrl: 'https://github.com/acme/security/issues/42' }),
+    [DETAIL_TYPE.consumersUpdated]: event(DETAIL_TYPE.consumersUpdated, {
+      ...base,
+      trigger: 'manual',
+      durationMs: 640,
+      consumers: [{ consumer: 'github-actions acme/deploy (environment production)', updated: ['DB_PASSWORD'] }],
+    }),
+    [DETAIL_TYPE.consumerUpdateFailed]: event(DETAIL_TYPE.consumerUpdateFailed, {
+      ...base,
+      trigger: 'manual',
+      durationMs: 310,
+      consumers: [],
+      failed: [{ consumer: 'github-actions acme/deploy', code: 'CONSUMER_PUSH_FAILED', message: 'github-actions acme/deploy: could not write DB_PASSWORD: GitHub answered 403' }],
+      error: { code: 'CONSUMER_PUSH_FAILED', message: '1 consumer(s) not updated: github-actions acme/deploy' },
+    }),
+    [DETAIL_TYPE.consumerUpdateRequested]: event(DETAIL_TYPE.consumerUpdateRequested, { ...base, consumer: 'billing-api', request: { action: 'ecs-force-new-deployment', cluster: 'prod', service: 'billing' } }),
+    [DETAIL_TYPE.credentialPurged]: event(DETAIL_TYPE.credentialPurged, { ...base, trigger: 'schedule', actor: 'schedule', reason: 'second grace period over' }),
     [DETAIL_TYPE.batchCompleted]: event(DETAIL_TYPE.batchCompleted, {
       ...batchSummary('bulk', [
         { secretId: 'app/a', outcome: 'succeeded' },

@@ -77,7 +77,7 @@ describe('scheduled-rotation handler', () => {
       expect(byId[broken.secretId]).toMatchObject({ action: 'failed', error: { code: 'TARGET_UNREACHABLE' } });
       expect(byId[unmanaged.secretId]).toBeUndefined();
       // The two admin secrets are not managed either.
-      expect(report.counts).toEqual({ rotated: 1, revoked: 1, stuck: 1, nothing: 1, failed: 1 });
+      expect(report.counts).toEqual({ rotated: 1, revoked: 1, purged: 0, pushed: 0, stuck: 1, nothing: 1, failed: 1 });
       const types = rekey.events.map((e) => `${e.detailType}:${e.detail.secretId}`);
       expect(types).toContain(`${DETAIL_TYPE.rotationStuck}:${stuck.secretId}`);
       expect(types).toContain(`${DETAIL_TYPE.rotationSucceeded}:${due.secretId}`);

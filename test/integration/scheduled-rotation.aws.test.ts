@@ -110,7 +110,7 @@ describe('scheduled-rotation handler on AWS', () => {
       const report = await tick();
       const byId = Object.fromEntries(report.items.map((item) => [item.secretId, item]));
 
-      expect(report.counts).toEqual({ rotated: 2, revoked: 1, stuck: 1, nothing: 2, failed: 1 });
+      expect(report.counts).toEqual({ rotated: 2, revoked: 1, purged: 0, pushed: 0, stuck: 1, nothing: 2, failed: 1 });
       // Admin secrets (rekey:admin=true) and the unmanaged one are not the sweep's business.
       expect(Object.keys(byId).sort()).toEqual([due, notDue, pastGrace, withinGrace, stuck, unreachable, unattached].map((s) => s.secretId).sort());
       expect(byId[unmanaged.secretId]).toBeUndefined();

@@ -46,9 +46,24 @@ const CHAT: FunctionName = 'on-rekey-event';
 
 /** Exactly the Secrets Manager actions each function may use (shared with the AWS integration tests, which prove the code needs no other). */
 const SECRETS_ACTIONS: Record<FunctionName, readonly string[]> = SECRETS_ACTIONS_BY_FUNCTION;
+/** The IAM access-key actions each function may use (engine aws-iam-user), on users under the rekey path only. */
+const IAM_ACTIONS: Record<FunctionName, string[]> = {
+  'rotate-secret': ['CreateAccessKey', 'DeleteAccessKey', 'ListAccessKeys'],
+  'scheduled-rotation': ['DeleteAccessKey', 'ListAccessKeys', 'UpdateAccessKey'],
+  ops: ['CreateAccessKey', 'DeleteAccessKey', 'ListAccessKeys', 'UpdateAccessKey'],
+  'leak-webhook': [],
+  'leak-worker': ['CreateAccessKey', 'DeleteAccessKey', 'GetAccessKeyLastUsed', 'ListAccessKeys', 'UpdateAccessKey'],
+  'on-rekey-event': [],
+};
 const SECRETS_WRITES = new Set(['PutSecretValue', 'UpdateSecretVersionStage', 'TagResource', 'UntagResource', 'RotateSecret'].map((a) => `secretsmanager:${a}`));
 const SECRETS_READS = new Set(['GetSecretValue', 'DescribeSecret', 'ListSecretVersionIds'].map((a) => `secretsmanager:${a}`));
 const MAX_ZIP_BYTES = 1_000_000;
+/** The files deferred-modules.cjs writes next to a bundle, hash left out. */
+const DEFERRED_FILES = ['libsodium-wrappers.cjs', 'mysql2-promise.cjs', 'octokit-rest.cjs', 'pg.cjs', 'proper-lockfile.cjs', 'write-file-atomic.cjs'];
+/** Functions whose zip leaves them out (package.patterns): no database, no GitHub. */
+const NO_DEFERRED: FunctionName[] = ['leak-webhook', 'on-rekey-event'];
+/** Secrets each read by one function, by ARN, holding credentials rekey does not rotate (no rekey tag). */
+const CREDENTIAL_SECRETS = ['RekeyChatWebhooks', 'RekeyLeakWebhookCredentials', 'RekeyGitHubToken'];
 
 let template: Json;
 let resources: Record<string, Json>;
@@ -167,17 +182,29 @@ describe('serverless package', () => {
       expect(writes).toBeGreaterThanOrEqual(4);
     });
 
-    it('limits tag writes to rekey:fp:* and rekey:last-outcome* keys, so no function can un-manage a secret or mark one admin', () => {
+    it('limits tag writes to the keys rekey writes (fingerprints, last outcome, consumer push, purge), so no function can un-manage a secret or mark one admin', () => {
       for (const { where, statement } of allStatements()) {
         if (!actionsOf(statement).some((a) => a === 'secretsmanager:TagResource' || a === 'secretsmanager:UntagResource')) continue;
-        expect(statement.Condition?.['ForAllValues:StringLike']?.['aws:TagKeys'], where).toEqual(['rekey:fp:*', 'rekey:last-outcome*']);
+        expect(statement.Condition?.['ForAllValues:StringLike']?.['aws:TagKeys'], where).toEqual(['rekey:fp:*', 'rekey:last-outcome*', 'rekey:consumers', 'rekey:purge']);
       }
     });
 
-    it('conditions every Secrets Manager read on the managed tag or, for admin secrets, on rekey:admin = "true" (the chat secret aside)', () => {
+    it('grants IAM access-key actions only on users under the rekey path, each function only the ones it uses', () => {
+      const expected = IAM_ACTIONS;
+      for (const name of NAMES) {
+        const iam = statementsOf(name).filter((s) => actionsOf(s).some((a) => a.startsWith('iam:')));
+        expect([...new Set(iam.flatMap(actionsOf))].map((a) => a.slice('iam:'.length)).sort(), name).toEqual(expected[name]);
+        for (const statement of iam) {
+          expect(actionsOf(statement).every((a) => a.startsWith('iam:')), name).toBe(true);
+          expect(statement.Resource, name).toEqual({ 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:user/rekey/*' });
+        }
+      }
+    });
+
+    it('conditions every Secrets Manager read on the managed tag or, for admin secrets, on rekey:admin = "true" (the credential secrets aside)', () => {
       for (const { where, statement } of allStatements()) {
         if (!actionsOf(statement).some((a) => SECRETS_READS.has(a))) continue;
-        if (JSON.stringify(statement.Resource) === JSON.stringify({ Ref: 'RekeyChatWebhooks' })) continue; // checked on its own below
+        if (CREDENTIAL_SECRETS.some((id) => JSON.stringify(statement.Resource) === JSON.stringify({ Ref: id }))) continue; // checked on their own below
         const equals = statement.Condition?.StringEquals ?? {};
         const keys = Object.keys(equals);
         expect(keys, where).toHaveLength(1);
@@ -244,6 +271,47 @@ describe('serverless package', () => {
       expect(JSON.parse(secret.Properties.SecretString)).toEqual({ slack: '', teams: '' });
       expect(fn(CHAT).Properties.Environment.Variables.REKEY_CHAT_SECRET_ID).toEqual({ Ref: 'RekeyChatWebhooks' });
       expect(JSON.stringify(template)).not.toMatch(/hooks\.slack\.com\/services\/T|webhook\.office\.com/);
+    });
+
+    it.each([
+      ['RekeyLeakWebhookCredentials', 'leak-webhook', 'leak-webhook-credentials', 'REKEY_LEAK_WEBHOOK_SECRET_ID', { githubWebhookSecret: '', gitguardianWebhookSecret: '', ingestToken: '' }],
+      ['RekeyGitHubToken', 'leak-worker', 'github-token', 'REKEY_GITHUB_TOKEN_SECRET_ID', { githubToken: '' }],
+    ] as const)('creates %s empty and kept, readable by ARN by %s alone, and named to it in its environment', (id, reader, name, variable, value) => {
+      const secret = resources[id];
+      expect(secret.Type).toBe('AWS::SecretsManager::Secret');
+      expect(secret.DeletionPolicy).toBe('Retain');
+      expect(secret.UpdateReplacePolicy).toBe('Retain');
+      expect(secret.Properties.Name).toBe(`rekey/${STAGE}/${name}`);
+      // No rekey tag (no tag-conditioned read reaches it), no generated or given value: empty fields.
+      expect(secret.Properties.Tags).toBeUndefined();
+      expect(secret.Properties.GenerateSecretString).toBeUndefined();
+      expect(JSON.parse(secret.Properties.SecretString)).toEqual(value);
+      const readers = allStatements().filter(({ statement }) => JSON.stringify(statement.Resource) === JSON.stringify({ Ref: id }));
+      expect(readers.map(({ where, statement }) => [where, actionsOf(statement), statement.Condition])).toEqual([[roleIdOf(reader), ['secretsmanager:GetSecretValue'], undefined]]);
+      for (const name of NAMES) {
+        const env = fn(name).Properties.Environment.Variables;
+        if (name === reader) expect(env[variable], name).toEqual({ Ref: id });
+        else expect(env[variable], name).toBeUndefined();
+      }
+    });
+
+    it('puts no credential of the leak path in any environment: they are read from their secrets at run time', () => {
+      for (const name of NAMES) {
+        const env = fn(name).Properties.Environment.Variables;
+        for (const variable of ['GITHUB_WEBHOOK_SECRET', 'GITGUARDIAN_WEBHOOK_SECRET', 'REKEY_INGEST_TOKEN', 'GITHUB_TOKEN', 'SLACK_WEBHOOK_URL', 'TEAMS_WEBHOOK_URL']) {
+          expect(env[variable], `${name} ${variable}`).toBeUndefined();
+        }
+      }
+      // The webhook may not read the GitHub token: only its own secret, by ARN.
+      const webhookReads = statementsOf('leak-webhook').filter((s) => actionsOf(s).some((a) => a.startsWith('secretsmanager:')));
+      expect(webhookReads.map((s) => s.Resource)).toEqual([{ Ref: 'RekeyLeakWebhookCredentials' }]);
+    });
+
+    it('lets the webhook claim and release delivery ids in the deliveries table, and nothing else of DynamoDB anywhere', () => {
+      const dynamo = allStatements().filter(({ statement }) => actionsOf(statement).some((a) => a.startsWith('dynamodb:')));
+      expect(dynamo.map(({ where, statement }) => [where, actionsOf(statement).sort(), statement.Resource])).toEqual([
+        [roleIdOf('leak-webhook'), ['dynamodb:DeleteItem', 'dynamodb:PutItem'], getAtt('DeliveriesTable')],
+      ]);
     });
 
     it('lets RotateSecret callers invoke the rekey rotation function only', () => {
@@ -361,7 +429,7 @@ describe('serverless package', () => {
       'rotate-secret': ['events:PutEvents', 'kms:Decrypt', 'kms:GenerateDataKey', 'logs:CreateLogStream', 'logs:PutLogEvents', 'sqs:SendMessage'],
       'scheduled-rotation': ['events:PutEvents', 'kms:Decrypt', 'kms:GenerateDataKey', 'lambda:InvokeFunction', 'logs:CreateLogStream', 'logs:PutLogEvents', 'sqs:SendMessage'],
       ops: ['events:PutEvents', 'kms:Decrypt', 'kms:GenerateDataKey', 'lambda:InvokeFunction', 'logs:CreateLogStream', 'logs:PutLogEvents'],
-      'leak-webhook': ['dynamodb:PutItem', 'events:PutEvents', 'logs:CreateLogStream', 'logs:PutLogEvents', 'sqs:SendMessage'],
+      'leak-webhook': ['dynamodb:DeleteItem', 'dynamodb:PutItem', 'events:PutEvents', 'logs:CreateLogStream', 'logs:PutLogEvents', 'sqs:SendMessage'],
       'leak-worker': [
         'events:PutEvents',
         'kms:Decrypt',
@@ -387,7 +455,7 @@ describe('serverless package', () => {
     it('grants each role exactly its listed actions, in inline policies only', () => {
       for (const name of NAMES) {
         const granted = [...new Set(statementsOf(name).flatMap(actionsOf))].sort();
-        const expected = [...SECRETS_ACTIONS[name].map((a) => `secretsmanager:${a}`), ...OTHER_ACTIONS[name]].sort();
+        const expected = [...SECRETS_ACTIONS[name].map((a) => `secretsmanager:${a}`), ...IAM_ACTIONS[name].map((a) => `iam:${a}`), ...OTHER_ACTIONS[name]].sort();
         expect(granted, name).toEqual(expected);
         // Nothing attached beside the inline policy, except AWS's VPC execution policy (checked above).
         const managed = JSON.stringify(resources[roleIdOf(name)].Properties.ManagedPolicyArns ?? null);
@@ -470,14 +538,17 @@ describe('serverless package', () => {
   });
 
   describe('bundles', () => {
-    it('writes one zip per function, each at most 1 MB, holding one ESM bundle', () => {
+    it('writes one zip per function, each at most 1 MB, holding one ESM bundle and, where used, the deferred modules', () => {
       const zips = functionZips();
       expect([...zips.keys()].sort()).toEqual([...NAMES].sort());
       for (const [name, zip] of zips) {
         expect(zip.bytes, name).toBeGreaterThan(1_000);
         expect(zip.bytes, name).toBeLessThanOrEqual(MAX_ZIP_BYTES);
         const names = zipEntryNames(readFileSync(zip.path));
-        expect(names, name).toEqual([`functions/${name}.mjs`]);
+        // The drivers, Octokit, libsodium and the local store's file helpers, each in its own file loaded on first use
+        // (functions/runtime/bundle/deferred-modules.cjs); not in the two functions that never need them.
+        const deferred = NO_DEFERRED.includes(name as FunctionName) ? [] : DEFERRED_FILES.map((file) => `functions/deferred/${file}`);
+        expect(names.map((entry) => entry.replace(/-[A-Z0-9]{8}\.cjs$/, '.cjs')).sort(), name).toEqual([`functions/${name}.mjs`, ...deferred].sort());
       }
     });
 

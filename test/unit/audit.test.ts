@@ -46,7 +46,10 @@ describe('audit', () => {
       });
       expect(auditEntryOf(events[DETAIL_TYPE.leakRemediated])).toMatchObject({ actor: 'scanner:gitleaks', outcome: 'succeeded', risk: { score: 92, priority: 'P0' }, ticketId: '42' });
       expect(auditEntryOf(events[DETAIL_TYPE.batchCompleted])).toMatchObject({ secretId: '*', outcome: 'failed', batchId: 'b-1', counts: { succeeded: 2, failed: 1 } });
-      expect(Object.values(events).map((e) => auditEntryOf(e).outcome)).toEqual(['started', 'succeeded', 'failed', 'stuck', 'revoked', 'failed', 'detected', 'succeeded', 'opened', 'failed']);
+      expect(Object.values(events).map((e) => auditEntryOf(e).outcome)).toEqual([
+        'started', 'succeeded', 'failed', 'stuck', 'revoked', 'failed', 'detected', 'succeeded', 'opened',
+        'pushed', 'failed', 'requested', 'purged', 'failed',
+      ]);
     });
 
     it('keeps only named fields, so a stray value in a detail never reaches the trail', () => {

@@ -6,6 +6,10 @@ import { candidatesOfLeak, fingerprint, fingerprintsOfValue, hmslFingerprint, hm
 import { leakTask, type LeakTask, type RemediationResult } from '#core/remediation.ts';
 import { Sealed } from '#core/sealed.ts';
 import { InProcessLeakQueue } from '#adapters/queues/in-process.ts';
+import { CredentialKinds } from '#adapters/targets/kinds.ts';
+
+/** Which texts of a value are sensitive is its kind's to say (here: the database kind's). */
+const kinds = new CredentialKinds();
 
 const STATES: LeakState[] = ['current', 'pending', 'previous-live', 'unmatched', 'revoked', 'superseded'];
 const riskInput = fc.record(
@@ -100,22 +104,22 @@ describe('fingerprints', () => {
 
   describe('fingerprintsOfValue', () => {
     it('indexes the password, the canonical URI and the HMSL hash of the password, each keyed', async () => {
-      const fps = await fingerprintsOfValue(key, value('S3cret/pass:word'));
+      const fps = await fingerprintsOfValue(key, value('S3cret/pass:word'), kinds);
       expect(fps.map((f) => f.form)).toEqual(['password', 'uri', 'hmsl']);
       expect(fps[0]!.value).toBe(fingerprint(key, 'S3cret/pass:word'));
       expect(fps[1]!.value).toBe(fingerprint(key, 'postgres://app:S3cret%2Fpass%3Aword@db.internal:5432/app'));
       expect(fps[2]!.value).toBe(hmslFingerprint(key, await hmslHash('S3cret/pass:word')));
-      const other = await fingerprintsOfValue(randomBytes(32), value('S3cret/pass:word'));
+      const other = await fingerprintsOfValue(randomBytes(32), value('S3cret/pass:word'), kinds);
       expect(other.map((f) => f.value)).not.toEqual(fps.map((f) => f.value));
     });
 
     it('indexes nothing for a value without a password or that is not JSON', async () => {
-      expect(await fingerprintsOfValue(key, new Sealed('not json'))).toEqual([]);
-      expect(await fingerprintsOfValue(key, value(''))).toEqual([]);
+      expect(await fingerprintsOfValue(key, new Sealed('not json'), kinds)).toEqual([]);
+      expect(await fingerprintsOfValue(key, value(''), kinds)).toEqual([]);
     });
 
     it('spells MariaDB and Aurora engines as mysql:// and mariadb:// URIs', async () => {
-      const fps = await fingerprintsOfValue(key, value('pw-123456', { engine: 'mariadb', port: 3306 }));
+      const fps = await fingerprintsOfValue(key, value('pw-123456', { engine: 'mariadb', port: 3306 }), kinds);
       expect(fps[1]!.value).toBe(fingerprint(key, 'mariadb://app:pw-123456@db.internal:3306/app'));
     });
   });

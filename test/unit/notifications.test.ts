@@ -20,6 +20,10 @@ describe('notifications', () => {
         [DETAIL_TYPE.leakRemediated]: 'Leak remediated: prod/billing-db',
         [DETAIL_TYPE.ticketOpened]: 'Ticket opened: prod/billing-db',
         [DETAIL_TYPE.batchCompleted]: 'Bulk rotation: 2 succeeded, 1 failed',
+        [DETAIL_TYPE.consumersUpdated]: undefined,
+        [DETAIL_TYPE.consumerUpdateFailed]: 'Consumer update failed: prod/billing-db',
+        [DETAIL_TYPE.consumerUpdateRequested]: undefined,
+        [DETAIL_TYPE.credentialPurged]: undefined,
       });
     });
 

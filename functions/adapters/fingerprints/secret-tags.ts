@@ -6,7 +6,7 @@ import {
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import type { FingerprintHit, FingerprintIndex } from '#core/ports/fingerprint-index.ts';
-import { FINGERPRINT_FORMS, type FingerprintForm } from '#core/fingerprint.ts';
+import { FORM_NAME, type FingerprintForm } from '#core/fingerprint.ts';
 import { RekeyError } from '#core/errors.ts';
 import { redactCause } from '#core/redact.ts';
 
@@ -16,8 +16,9 @@ const PREFIX = 'rekey:fp:';
  * The AWS index lives in the secrets' own tags — `rekey:fp:<versionId>:<form>` = HMAC — and a
  * lookup is one ListSecrets call filtered by tag value. Why tags: no table to deploy or keep in
  * step, IAM already scopes who may read them, and an HMAC without the index key (itself a secret)
- * tells a reader nothing. Three tags per version (password, URI, HMSL hash of the password), five
- * versions: 15 of the 50 tags a secret may carry.
+ * tells a reader nothing. Per version: a database 3 tags (password, URI, HMSL hash of the
+ * password), an IAM access key 5 (secret, key id, the two together, HMSL, principal), an API key 2;
+ * five versions: at most 25 of the 50 tags a secret may carry.
  */
 export class SecretTagsFingerprintIndex implements FingerprintIndex {
   constructor(private readonly client: SecretsManagerClient) {}
@@ -75,6 +76,6 @@ function parseKey(key: string): { versionId: string; form: FingerprintForm } | u
   const at = rest.lastIndexOf(':');
   if (at <= 0) return undefined;
   const form = rest.slice(at + 1);
-  if (!(FINGERPRINT_FORMS as readonly string[]).includes(form)) return undefined;
+  if (!FORM_NAME.test(form)) return undefined;
   return { versionId: rest.slice(0, at), form: form as FingerprintForm };
 }

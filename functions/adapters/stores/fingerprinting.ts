@@ -1,6 +1,7 @@
 import type { Sealed } from '#core/sealed.ts';
 import type { SecretStore } from '#core/ports/secret-store.ts';
 import type { FingerprintIndex } from '#core/ports/fingerprint-index.ts';
+import type { CredentialKindRegistry } from '#core/ports/credential-kind.ts';
 import { fingerprintsOfValue } from '#core/fingerprint.ts';
 
 /** How many versions of a secret stay matchable: enough to tell "old, dead" from "unknown". */
@@ -18,13 +19,15 @@ export class FingerprintingStore implements SecretStore {
     private readonly inner: SecretStore,
     private readonly index: FingerprintIndex,
     private readonly indexKey: Buffer,
+    /** Which texts of a value are sensitive is its kind's to say. */
+    private readonly kinds: Pick<CredentialKindRegistry, 'forEngine'>,
   ) {
     this.kind = inner.kind;
   }
 
   async createSecret(secretId: string, value: Sealed<string>, options?: Parameters<SecretStore['createSecret']>[2]) {
     // The HMSL forms cost scrypt (libuv's pool): computed while the store writes, not after.
-    const fingerprints = fingerprintsOfValue(this.indexKey, value);
+    const fingerprints = fingerprintsOfValue(this.indexKey, value, this.kinds);
     fingerprints.catch(() => {}); // awaited below; a store failure must not leave it unhandled
     const created = await this.inner.createSecret(secretId, value, options);
     await this.index.record(secretId, created.versionId, await fingerprints);
@@ -32,7 +35,7 @@ export class FingerprintingStore implements SecretStore {
   }
 
   async putSecretValue(secretId: string, versionId: string, value: Sealed<string>, stages: string[]) {
-    const fingerprints = fingerprintsOfValue(this.indexKey, value);
+    const fingerprints = fingerprintsOfValue(this.indexKey, value, this.kinds);
     fingerprints.catch(() => {});
     await this.inner.putSecretValue(secretId, versionId, value, stages);
     await this.index.record(secretId, versionId, await fingerprints);
