@@ -1,7 +1,7 @@
 import type { Scanner, ScannerRequest } from './ports/scanner.ts';
 import type { DeliveryLog, LeakQueue } from './ports/leak-queue.ts';
 import type { Logger } from './ports/logger.ts';
-import { AuthError, PayloadError, isRekeyError, publicError } from './errors.ts';
+import { AuthError, PayloadError, RekeyError, isRekeyError, publicError } from './errors.ts';
 import { leakTask } from './remediation.ts';
 import { MAX_BODY_BYTES } from './leak.ts';
 
@@ -42,8 +42,18 @@ export function failedReply(error: unknown): IntakeReply {
  * One webhook delivery, transport-neutral (the Lambda and `rekey serve` both call this):
  * size → scanner → content type → verify the raw bytes (constant time) → parse → de-duplicate →
  * fingerprint → enqueue. Replies never echo the body or an internal error.
+ *
+ * `deadline` (the Lambda: some time before its timeout): when it fires while the delivery id is
+ * being claimed or the tasks queued, the claim is released and a retryable DEADLINE error thrown
+ * (503) — so the scanner's retry is taken rather than refused as a replay of a delivery that was
+ * never queued (it may then be queued twice: the worker's remediation is idempotent).
  */
-export async function acceptDelivery(deps: IntakeDeps, scannerName: string, request: Omit<ScannerRequest, 'now'>): Promise<IntakeReply> {
+export async function acceptDelivery(
+  deps: IntakeDeps,
+  scannerName: string,
+  request: Omit<ScannerRequest, 'now'>,
+  options: { deadline?: AbortSignal } = {},
+): Promise<IntakeReply> {
   if (!deps.knownScanners.has(scannerName)) return { status: 404, body: { message: 'unknown scanner' } };
   if (request.body.length > MAX_BODY_BYTES) return { status: 413, body: { message: 'body larger than 1 MiB' } };
   const scanner = deps.scanners.get(scannerName);
@@ -72,23 +82,51 @@ export async function acceptDelivery(deps: IntakeDeps, scannerName: string, requ
     deps.logger.error('webhook parser failed', { scanner: scannerName, code: isRekeyError(error) ? error.code : 'INTERNAL' });
     return { status: 400, body: { message: `malformed ${scannerName} payload` } };
   }
-  if (!(await deps.deliveries.claim(scannerName, parsed.deliveryId, REPLAY_WINDOW_MS))) {
-    return { status: 409, body: { message: 'delivery already received', deliveryId: parsed.deliveryId } };
+  // Not queued: the scanner's retry (or a manual redelivery) must not be refused as a replay.
+  const release = () =>
+    deps.deliveries.release(scannerName, parsed.deliveryId).catch((releaseError: unknown) =>
+      deps.logger.error('could not release the delivery id of a delivery that was not queued', { scanner: scannerName, deliveryId: parsed.deliveryId, error: publicError(releaseError) }),
+    );
+  let claimed: boolean;
+  try {
+    claimed = await beforeDeadline(deps.deliveries.claim(scannerName, parsed.deliveryId, REPLAY_WINDOW_MS), options.deadline);
+  } catch (error) {
+    // A claim cut short may still land after this answer.
+    if (isRekeyError(error) && error.code === DEADLINE) await release();
+    throw error;
   }
+  if (!claimed) return { status: 409, body: { message: 'delivery already received', deliveryId: parsed.deliveryId } };
   const tasks = parsed.reports.map((report) => leakTask(deps.indexKey, parsed.deliveryId, report, now, deps.identify));
   if (tasks.length) {
     try {
-      await deps.queue.enqueue(tasks);
+      await beforeDeadline(deps.queue.enqueue(tasks), options.deadline);
     } catch (error) {
-      // Not queued: the scanner's retry (or a manual redelivery) must not be refused as a replay.
-      await deps.deliveries.release(scannerName, parsed.deliveryId).catch((releaseError: unknown) =>
-        deps.logger.error('could not release the delivery id of a delivery that was not queued', { scanner: scannerName, deliveryId: parsed.deliveryId, error: publicError(releaseError) }),
-      );
+      await release();
       throw error;
     }
   }
   deps.logger.info('webhook accepted', { scanner: scannerName, deliveryId: parsed.deliveryId, reports: tasks.length, ...(parsed.ignored ? { ignored: parsed.ignored } : {}) });
   return { status: 202, body: { message: parsed.ignored ? `accepted, nothing to do: ${parsed.ignored}` : 'accepted', deliveryId: parsed.deliveryId, accepted: tasks.length } };
+}
+
+const DEADLINE = 'DEADLINE';
+
+/** `work`, or a retryable DEADLINE error as soon as `deadline` fires (the work itself is left to finish or not). */
+function beforeDeadline<T>(work: Promise<T>, deadline: AbortSignal | undefined): Promise<T> {
+  if (!deadline) return work;
+  const late = () => new RekeyError(DEADLINE, 'the delivery could not be queued in time', { retryable: true });
+  if (deadline.aborted) {
+    work.catch(() => {}); // settles unobserved
+    return Promise.reject(late());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(late());
+    deadline.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => (deadline.removeEventListener('abort', onAbort), resolve(value)),
+      (error: unknown) => (deadline.removeEventListener('abort', onAbort), reject(error)),
+    );
+  });
 }
 
 const ACCEPTED_TYPES = new Set(['application/json', 'application/x-ndjson', 'application/jsonl']);

@@ -1,5 +1,5 @@
 import type { CoreDeps } from './deps.ts';
-import type { RotationEngine } from './rotation.ts';
+import type { RotationEngine, RotationResult } from './rotation.ts';
 import type { FingerprintIndex, FingerprintHit } from './ports/fingerprint-index.ts';
 import type { TicketSystem, TicketDraft, Ticket } from './ports/tickets.ts';
 import type { AlertApi } from './ports/alert-api.ts';
@@ -263,17 +263,25 @@ export async function remediateLeak(deps: LeakDeps, leak: AssessedLeak): Promise
   // A stray key (no version holds it) traced to the user of a managed secret.
   let strayOwner: string | undefined;
   try {
+    // The rotation that replaces the leaked value kills it as soon as its successor is verified
+    // (in parallel with the promotion), so it dies a rotation's tail earlier; the revoke below
+    // then proves it dead without killing it twice. A leaked AWSPENDING is promoted by the
+    // resumed rotation first, and killed by the second one.
+    let killed: RotationResult['killed'];
     if (hit && (state === 'current' || state === 'pending')) {
-      const rotated = await deps.rotation.rotate(hit.secretId, { trigger: 'leak', actor, reason: `leaked via ${report.source} ${report.sourceId}` });
+      const kill = { killReplaced: { versionId: hit.versionId } };
+      const rotated = await deps.rotation.rotate(hit.secretId, { trigger: 'leak', actor, reason: `leaked via ${report.source} ${report.sourceId}` }, kill);
       actions.push(`Rotated ${hit.secretId}: version ${rotated.versionId} is now AWSCURRENT (${rotated.strategy}).`);
+      killed = rotated.killed;
       if (state === 'pending') {
         // The leaked pending value was just promoted by the resumed rotation: rotate once more.
-        const again = await deps.rotation.rotate(hit.secretId, { trigger: 'leak', actor, reason: 'leaked value was pending' });
+        const again = await deps.rotation.rotate(hit.secretId, { trigger: 'leak', actor, reason: 'leaked value was pending' }, kill);
         actions.push(`Rotated again: version ${again.versionId} is now AWSCURRENT.`);
+        killed = again.killed;
       }
     }
     if (hit && (state === 'current' || state === 'pending' || state === 'previous-live')) {
-      const revoked = await revokeCredential(deps, hit.secretId, { versionId: hit.versionId, trigger: 'leak', actor, reason: `leaked via ${report.source}` });
+      const revoked = await revokeCredential(deps, hit.secretId, { versionId: hit.versionId, trigger: 'leak', actor, reason: `leaked via ${report.source}`, ...(killed ? { alreadyKilled: killed } : {}) });
       const what = revoked.keyId ? `key ${revoked.keyId} of ${revoked.username}` : `user ${revoked.username}`;
       actions.push(
         `Revoked the leaked credential (${what}, version ${revoked.versionId}, ${revoked.method}) with no grace; ${revoked.sessionsEnded} session(s) ended; a login with it was refused.` +

@@ -5,6 +5,7 @@ import { ConflictError, NotFoundError, RekeyError, RotationInProgressError, Targ
 import { DETAIL_TYPE, actionFields, emit, type ActionContext } from './events.ts';
 import { REVOKED_LABEL, STAGE } from './ports/secret-store.ts';
 import { TAG, graceOf } from './secret.ts';
+import type { RevokeOutcome } from './ports/credential-kind.ts';
 
 export interface RevokeRequest extends ActionContext {
   /** Which version's credential to kill: a stage (default AWSPREVIOUS) or a version id. */
@@ -15,6 +16,13 @@ export interface RevokeRequest extends ActionContext {
    * being revoked). A leak never waits for them; anyone else must say so (`rekey revoke --force`).
    */
   force?: boolean;
+  /**
+   * The kind's revoke already ran for this version (a leak's rotation killed the credential it
+   * replaced as soon as the new one was verified: RotationResult.killed). When it names the
+   * version being revoked, the kill is not repeated: what follows — the proof by a refused
+   * login, the REKEYREVOKED label, the event — is the same.
+   */
+  alreadyKilled?: { versionId: string; outcome: RevokeOutcome };
 }
 
 export interface RevokeResult {
@@ -84,7 +92,7 @@ async function revokeLocked(deps: CoreDeps, secretId: string, request: RevokeReq
   const base = { secretId, versionId: old.versionId, strategy: loaded.strategy, ...actionFields(request) };
 
   try {
-    const outcome = await kind.revoke(old.value, ctx, { mode });
+    const outcome = request.alreadyKilled?.versionId === old.versionId ? request.alreadyKilled.outcome : await kind.revoke(old.value, ctx, { mode });
     if (!(await refusedEventually(deps, () => kind.canLogIn(old.value, ctx)))) {
       throw new TargetError('REVOKE_NOT_PROVEN', `the revoked credential of ${secretId} (${outcome.principal}${outcome.keyId ? `, key ${outcome.keyId}` : ''}) still works`);
     }

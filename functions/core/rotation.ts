@@ -3,8 +3,9 @@ import { kindContext, kindOf, loadSecret, loadVersion, type LoadedSecret } from 
 import { consumersOf, consumersTag, pushToConsumers, type ConsumerReport } from './consumers.ts';
 import { NotFoundError, RekeyError, RotationInProgressError, TargetError, publicError } from './errors.ts';
 import { DETAIL_TYPE, actionFields, emit, type ActionContext } from './events.ts';
-import { STAGE } from './ports/secret-store.ts';
+import { STAGE, type StageMove } from './ports/secret-store.ts';
 import type { Sealed } from './sealed.ts';
+import type { RevokeOutcome } from './ports/credential-kind.ts';
 import { TAG, isPrivileged } from './secret.ts';
 
 export type RotationStep = 'createSecret' | 'setSecret' | 'testSecret' | 'finishSecret';
@@ -26,7 +27,23 @@ export interface RotationResult {
   resumed: boolean;
   /** The push of the new value to the consumers it lists (absent when it lists none). */
   consumers?: ConsumerReport;
+  /**
+   * The replaced credential, killed as soon as its replacement was verified (`killReplaced`, a
+   * leak), with what the kind did. Not yet proven dead: the revoke that follows proves it.
+   */
+  killed?: { versionId: string; outcome: RevokeOutcome };
   durationMs: number;
+}
+
+export interface RotateOptions {
+  /**
+   * A leak of this version, AWSCURRENT when the rotation starts: kill its credential as soon as
+   * the new one is set and verified (after testSecret), while finishSecret promotes the new one,
+   * rather than after the whole rotation. Only when the two are different credentials (another
+   * user, another key): under the single strategy setSecret itself replaced the password. See
+   * `killReplaced` for the order and why a crash in between is safe.
+   */
+  killReplaced?: { versionId: string };
 }
 
 /** What a step reports besides its events: the consumer push, for finishSecret. */
@@ -51,13 +68,13 @@ export class RotationEngine {
   constructor(private readonly deps: CoreDeps) {}
 
   /** Runs the four steps under the secret's lock; resumes a pending version left by a crashed run. */
-  async rotate(secretId: string, request: RotationRequest): Promise<RotationResult> {
-    const outcome = await this.deps.lock.tryWithLock(secretId, () => this.rotateLocked(secretId, request));
+  async rotate(secretId: string, request: RotationRequest, options: RotateOptions = {}): Promise<RotationResult> {
+    const outcome = await this.deps.lock.tryWithLock(secretId, () => this.rotateLocked(secretId, request, options));
     if (!outcome.acquired) throw new RotationInProgressError(secretId, 'another process holds its lock');
     return outcome.value;
   }
 
-  private async rotateLocked(secretId: string, request: RotationRequest): Promise<RotationResult> {
+  private async rotateLocked(secretId: string, request: RotationRequest, options: RotateOptions): Promise<RotationResult> {
     const started = performance.now();
     const description = await this.deps.store.describeSecret(secretId);
     const pending = description.versions.find((v) => v.stages.includes(STAGE.pending));
@@ -76,7 +93,22 @@ export class RotationEngine {
     const context: RotationRequest = { ...request };
     const previousVersionId = description.versions.find((v) => v.stages.includes(STAGE.current))?.versionId ?? '';
     let consumers: ConsumerReport | undefined;
-    for (const step of ROTATION_STEPS) consumers = (await this.runStep(step, secretId, versionId, context)).consumers ?? consumers;
+    let killed: RotationResult['killed'];
+    for (const step of ROTATION_STEPS) {
+      if (step === 'finishSecret' && options.killReplaced && options.killReplaced.versionId === previousVersionId && previousVersionId !== versionId) {
+        // The new credential works (testSecret): the leaked one dies now, while the promotion is written.
+        const kill = this.killReplaced(secretId, versionId, previousVersionId);
+        const finished = await this.runStep(step, secretId, versionId, context).then(
+          (result) => ({ result }),
+          (error: unknown) => ({ error }),
+        );
+        killed = await kill;
+        if ('error' in finished) throw finished.error;
+        consumers = finished.result.consumers ?? consumers;
+        continue;
+      }
+      consumers = (await this.runStep(step, secretId, versionId, context)).consumers ?? consumers;
+    }
     const loaded = await loadSecret(this.deps, secretId);
     return {
       secretId,
@@ -87,8 +119,42 @@ export class RotationEngine {
       ...(loaded.summary.keyId ? { keyId: loaded.summary.keyId } : {}),
       resumed,
       ...(consumers ? { consumers } : {}),
+      ...(killed ? { killed } : {}),
       durationMs: Math.round(performance.now() - started),
     };
+  }
+
+  /**
+   * A leak's early kill (README, "How a rotation works"): `replaced` is the AWSCURRENT this
+   * rotation replaces, `versionId` the pending one that testSecret has just proven. The kind
+   * revokes `replaced` as it would after the rotation — with the new credential standing as the
+   * current one, so it acts through the same admin and never touches the new credential — while
+   * finishSecret promotes.
+   *
+   * Order and crash safety: the new value is stored (createSecret), valid (setSecret) and proven
+   * (testSecret) before anything is killed, so a crash after the kill and before the promotion
+   * leaves AWSCURRENT dead and AWSPENDING working: exactly the single strategy's window after its
+   * setSecret, recovered the same way (the next run resumes the pending version and promotes it;
+   * on a leak, the redelivered task does). The window is shorter than single's: it is only the
+   * promotion's write. Never throws: if the kill fails, the revoke after the rotation does it.
+   */
+  private async killReplaced(secretId: string, versionId: string, replaced: string): Promise<RotationResult['killed']> {
+    try {
+      const loaded = await loadSecret(this.deps, secretId);
+      if (loaded.currentVersionId !== replaced) return undefined;
+      const pending = await this.deps.store.getSecretValue(secretId, { versionId, stage: STAGE.pending });
+      const kind = kindOf(this.deps, pending.value, secretId);
+      const before = loaded.kind.describe(loaded.current, secretId, loaded.description.tags);
+      const after = kind.describe(pending.value, secretId, loaded.description.tags);
+      // The same credential renewed in place (single strategy): setSecret already killed the old password.
+      if (before.principal === after.principal && (before.keyId === undefined || before.keyId === after.keyId)) return undefined;
+      const outcome = await kind.revoke(loaded.current, kindContext(this.deps, { ...loaded, current: pending.value }, { versionId }), { mode: 'leak' });
+      this.deps.logger.info('replaced credential killed once its successor was verified', { secretId, versionId: replaced, method: outcome.method });
+      return { versionId: replaced, outcome };
+    } catch (error) {
+      this.deps.logger.warn('could not kill the replaced credential early; it is revoked after the rotation', { secretId, versionId: replaced, error: publicError(error) });
+      return undefined;
+    }
   }
 
   /**
@@ -113,7 +179,7 @@ export class RotationEngine {
       } else {
         const promoted = await this.finishSecret(secretId, versionId);
         if (promoted) {
-          await this.recordOutcome(secretId, 'succeeded');
+          if (!promoted.outcomeRecorded) await this.recordOutcome(secretId, 'succeeded');
           await emit(this.deps, DETAIL_TYPE.rotationSucceeded, { ...base, step, strategy: promoted.strategy, durationMs: promoted.rotationMs });
         }
         finished = true;
@@ -185,9 +251,10 @@ export class RotationEngine {
   async testSecret(secretId: string, versionId: string): Promise<void> {
     // RotateImmediately=false sends a lone testSecret for a pending version AWS made itself: with
     // no value to test, the configuration test is that AWSCURRENT logs in through this function.
-    const version = (await this.hasAnyValue(secretId, versionId))
-      ? await loadVersion(this.deps, secretId, { versionId })
-      : await loadVersion(this.deps, secretId, { stage: STAGE.current });
+    const version = await loadVersion(this.deps, secretId, { versionId }).catch((error: unknown) => {
+      if (error instanceof NotFoundError) return loadVersion(this.deps, secretId, { stage: STAGE.current });
+      throw error;
+    });
     const loaded = await loadSecret(this.deps, secretId);
     const kind = kindOf(this.deps, version.value, secretId);
     const ctx = kindContext(this.deps, loaded, { versionId });
@@ -205,25 +272,35 @@ export class RotationEngine {
     }
   }
 
-  /** Returns the strategy and rotation time when it promoted the version, undefined on a replay. */
-  async finishSecret(secretId: string, versionId: string): Promise<{ strategy: string; rotationMs: number } | undefined> {
+  /**
+   * Returns the strategy and rotation time when it promoted the version, undefined on a replay.
+   * Where the store can (`updateVersionStages`), the promotion, the removal of AWSPENDING and the
+   * `rekey:last-outcome` tags are one atomic write (`outcomeRecorded`): one fsync'd write instead
+   * of three, and no state in which AWSCURRENT moved but AWSPENDING stayed. Otherwise (Secrets
+   * Manager) they are separate calls, and a crash between them is tidied by the next rotation.
+   */
+  async finishSecret(secretId: string, versionId: string): Promise<{ strategy: string; rotationMs: number; outcomeRecorded: boolean } | undefined> {
     const loaded = await loadSecret(this.deps, secretId);
     const mine = loaded.description.versions.find((v) => v.versionId === versionId);
-    let promoted: { strategy: string; rotationMs: number } | undefined;
-    if (loaded.currentVersionId !== versionId) {
-      if (!mine?.stages.includes(STAGE.pending)) {
-        throw new RekeyError('VERSION_NOT_PENDING', `version ${versionId} of ${secretId} is neither AWSPENDING nor AWSCURRENT`);
-      }
-      await this.deps.store.updateVersionStage(secretId, STAGE.current, {
-        moveToVersionId: versionId,
-        removeFromVersionId: loaded.currentVersionId,
-      });
-      promoted = { strategy: loaded.strategy, rotationMs: Math.max(0, this.deps.now().getTime() - mine.createdAt.getTime()) };
+    const promote = loaded.currentVersionId !== versionId;
+    if (promote && !mine?.stages.includes(STAGE.pending)) {
+      throw new RekeyError('VERSION_NOT_PENDING', `version ${versionId} of ${secretId} is neither AWSPENDING nor AWSCURRENT`);
     }
-    if (mine?.stages.includes(STAGE.pending)) {
-      await this.deps.store.updateVersionStage(secretId, STAGE.pending, { removeFromVersionId: versionId });
+    const moves: StageMove[] = [
+      ...(promote ? [{ stage: STAGE.current, moveToVersionId: versionId, removeFromVersionId: loaded.currentVersionId }] : []),
+      ...(mine?.stages.includes(STAGE.pending) ? [{ stage: STAGE.pending, removeFromVersionId: versionId }] : []),
+    ];
+    const promoted = promote && mine ? { strategy: loaded.strategy, rotationMs: Math.max(0, this.deps.now().getTime() - mine.createdAt.getTime()) } : undefined;
+    if (moves.length === 0) return undefined;
+    if (this.deps.store.updateVersionStages) {
+      await this.deps.store.updateVersionStages(secretId, moves, promoted ? { tags: this.outcomeTags('succeeded') } : {});
+      return promoted ? { ...promoted, outcomeRecorded: true } : undefined;
     }
-    return promoted;
+    for (const move of moves) {
+      const { stage, ...where } = move;
+      await this.deps.store.updateVersionStage(secretId, stage, where);
+    }
+    return promoted ? { ...promoted, outcomeRecorded: false } : undefined;
   }
 
   private async hasValue(secretId: string, versionId: string, stage: string | undefined = STAGE.pending): Promise<boolean> {
@@ -234,10 +311,6 @@ export class RotationEngine {
       if (error instanceof NotFoundError) return false;
       throw error;
     }
-  }
-
-  private hasAnyValue(secretId: string, versionId: string): Promise<boolean> {
-    return this.hasValue(secretId, versionId, undefined);
   }
 
   private async loadPending(secretId: string, versionId: string): Promise<{ loaded: LoadedSecret; pending: Sealed<string> | undefined }> {
@@ -260,12 +333,13 @@ export class RotationEngine {
     }
   }
 
+  private outcomeTags(outcome: 'succeeded' | 'failed', code?: string): Record<string, string> {
+    return { [TAG.lastOutcome]: code ? `${outcome} ${code}` : outcome, [TAG.lastOutcomeAt]: this.deps.now().toISOString() };
+  }
+
   private async recordOutcome(secretId: string, outcome: 'succeeded' | 'failed', code?: string): Promise<void> {
     try {
-      await this.deps.store.tagSecret(secretId, {
-        [TAG.lastOutcome]: code ? `${outcome} ${code}` : outcome,
-        [TAG.lastOutcomeAt]: this.deps.now().toISOString(),
-      });
+      await this.deps.store.tagSecret(secretId, this.outcomeTags(outcome, code));
     } catch (error) {
       // The outcome is bookkeeping; failing to record it must not turn a rotation into a failure.
       this.deps.logger.warn('could not record rotation outcome', { secretId, error: publicError(error) });

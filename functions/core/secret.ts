@@ -46,20 +46,28 @@ export interface DatabaseSecret {
 
 const DEFAULT_PORTS: Record<DatabaseEngine, number> = { postgres: 5432, mysql: 3306, mariadb: 3306 };
 
-/** Parse a stored value. Errors name the field, never echo the value. */
-export function parseDatabaseSecret(json: Sealed<string>, secretId: string): DatabaseSecret {
+/**
+ * A stored value's JSON checked against a kind's schema. Errors name the fields that are wrong,
+ * never echo a value (zod's own messages can quote the input).
+ */
+export function parseSecretJson<S extends z.ZodType>(json: Sealed<string>, secretId: string, schema: S): z.infer<S> {
   let raw: unknown;
   try {
     raw = JSON.parse(json.reveal());
   } catch {
     throw new ValidationError(`secret ${secretId} is not valid JSON`, 'SECRET_INVALID');
   }
-  const parsed = valueSchema.safeParse(raw);
+  const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const fields = [...new Set(parsed.error.issues.map((issue) => issue.path.join('.') || '(root)'))].join(', ');
     throw new ValidationError(`secret ${secretId} has invalid or missing fields: ${fields}`, 'SECRET_INVALID');
   }
-  const { engine: engineName, host, port, username, password, dbname, masterarn, ssl, ...extra } = parsed.data;
+  return parsed.data;
+}
+
+/** Parse a stored value. Errors name the field, never echo the value. */
+export function parseDatabaseSecret(json: Sealed<string>, secretId: string): DatabaseSecret {
+  const { engine: engineName, host, port, username, password, dbname, masterarn, ssl, ...extra } = parseSecretJson(json, secretId, valueSchema);
   const engine = ENGINE_ALIASES[engineName.toLowerCase()];
   if (!engine) throw new ValidationError(`secret ${secretId} has unsupported engine "${engineName}"`, 'SECRET_INVALID');
   return {

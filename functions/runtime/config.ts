@@ -65,7 +65,9 @@ const EXPECTED: Partial<Record<keyof Config, string>> = {
 };
 
 export function parseConfig(env: Record<string, string | undefined>): Config {
-  const parsed = schema.safeParse(env);
+  // An empty variable is an unset one: a deploy parameter left empty (serverless.yml `ticketsRepo`)
+  // arrives as "", which would otherwise fail its format and stop every invocation.
+  const parsed = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value !== '')));
   if (parsed.success) return parsed.data;
   const names = [...new Set(parsed.error.issues.map((issue) => String(issue.path[0])))];
   throw new ConfigError(

@@ -8,8 +8,9 @@ import type { Config } from './config.ts';
  *
  * - `rekey/<stage>/leak-webhook-credentials` `{"githubWebhookSecret", "gitguardianWebhookSecret",
  *   "ingestToken"}`: read by leak-webhook only, to verify deliveries.
- * - `rekey/<stage>/github-token` `{"githubToken"}`: read by leak-worker only, to read GitHub
- *   alerts, resolve them and open issues.
+ * - `rekey/<stage>/github-token` `{"githubToken"}`: read by leak-worker, to read GitHub alerts,
+ *   resolve them and open issues, and by every function that pushes a new value to GitHub Actions
+ *   consumers (rotate-secret, scheduled-rotation, ops, leak-worker), only when a value lists one.
  *
  * Two secrets rather than one because IAM grants a secret, not a field: with one, the webhook — the
  * function exposed to the internet, which parses untrusted bodies — could read a token that writes
@@ -93,6 +94,38 @@ export async function githubToken(
 ): Promise<string | undefined> {
   if (config.GITHUB_TOKEN || !config.REKEY_GITHUB_TOKEN_SECRET_ID) return config.GITHUB_TOKEN;
   return (await readLeakCredentials(secretsManager(), config.REKEY_GITHUB_TOKEN_SECRET_ID, WORKER_CREDENTIALS, 'GitHub token')).githubToken;
+}
+
+/**
+ * The GitHub token for the Actions-secret consumers, read on demand (runtime/github-client.ts):
+ * GITHUB_TOKEN when set; else the secret REKEY_GITHUB_TOKEN_SECRET_ID names, read on the first call
+ * — the first push to a `github-actions` consumer, so a function that pushes none never reads it —
+ * and again once 5 minutes have passed. Neither a failed read nor an empty field is kept: the next
+ * push reads again, so filling the secret takes effect on the sweep's next retry.
+ */
+export function githubTokenSource(
+  config: Pick<Config, 'GITHUB_TOKEN' | 'REKEY_GITHUB_TOKEN_SECRET_ID'>,
+  secretsManager: () => SecretsManagerClient,
+  options: { clock?: () => number } = {},
+): () => Promise<string | undefined> {
+  if (config.GITHUB_TOKEN || !config.REKEY_GITHUB_TOKEN_SECRET_ID) {
+    const fixed = config.GITHUB_TOKEN;
+    return async () => fixed;
+  }
+  const empty = new Error('no GitHub token in the secret');
+  const read = refreshing(
+    async () => {
+      const token = await githubToken(config, secretsManager);
+      if (!token) throw empty; // not cached, as a failure
+      return token;
+    },
+    { everyMs: CREDENTIALS_REFRESH_MS, ...(options.clock ? { now: options.clock } : {}) },
+  );
+  return () =>
+    read().catch((error: unknown) => {
+      if (error === empty) return undefined;
+      throw error;
+    });
 }
 
 function defined<T extends Record<string, string | undefined>>(values: T): { [K in keyof T]?: string } {

@@ -1,6 +1,5 @@
 import { join } from 'node:path';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { Octokit } from '@octokit/rest';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { LeakDeps, LeakTask, RemediationResult } from '#core/remediation.ts';
@@ -21,6 +20,7 @@ import { DynamoDeliveryLog } from '#adapters/deliveries/dynamodb.ts';
 import type { Config } from './config.ts';
 import type { Services } from './services.ts';
 import { CREDENTIALS_REFRESH_MS, githubToken, refreshing } from './leak-credentials.ts';
+import { githubOctokit } from './github-client.ts';
 
 export interface LeakServices {
   leak: LeakDeps;
@@ -41,21 +41,7 @@ export interface LeakOverrides {
 
 /** What the worker needs on top of the core services: tickets and the scanner API (the GitHub token's). */
 export function buildLeakDeps(services: Services, config: Config, overrides: Pick<LeakOverrides, 'tickets' | 'alerts'> = {}): LeakDeps {
-  const logger = services.deps.logger;
-  // Octokit's own log goes through rekey's structured logger: its request lines name method, path
-  // and status only; an expected 400 (an alert already resolved) is not worth more than debug.
-  const octokit = config.GITHUB_TOKEN
-    ? new Octokit({
-        auth: config.GITHUB_TOKEN,
-        baseUrl: config.GITHUB_API_URL,
-        log: {
-          debug: () => {},
-          info: () => {},
-          warn: (message: string) => logger.warn('GitHub client warning', { message: String(message).slice(0, 300) }),
-          error: (message: string) => logger.debug('GitHub request failed', { request: String(message).slice(0, 300) }),
-        },
-      })
-    : undefined;
+  const octokit = config.GITHUB_TOKEN ? githubOctokit(config.GITHUB_TOKEN, config, services.deps.logger) : undefined;
   let tickets = overrides.tickets;
   if (!tickets && octokit && config.REKEY_TICKETS_REPO) tickets = new GitHubIssuesTickets({ octokit, repo: config.REKEY_TICKETS_REPO });
   if (!tickets && services.storeDir) tickets = new LocalFileTickets({ file: join(services.storeDir, 'tickets.json') });

@@ -12,21 +12,48 @@ export interface HandlerContext<S extends { logger: Logger } = Services> {
   /** Aborted one second before the Lambda timeout, so work can stop cleanly. */
   signal: AbortSignal;
   requestId: string;
+  /** Milliseconds left before the Lambda timeout (Infinity without a Lambda context: local scripts). */
+  remainingMs: () => number;
 }
 
 export interface HandlerOptions<S extends { logger: Logger } = Services> {
   /**
    * `throw`: the invoker must see a failure (Secrets Manager retries a failed step, EventBridge's
    * async retries and the on-failure destination apply); the error is replaced by its safe form.
-   * `return`: the caller is a person or an HTTP client; failures come back as `{ ok: false, error }`.
+   * `return`: the caller is a person (a direct invoke); failures come back as `{ ok: false, error }`.
+   * `http`: the caller is an HTTP API, which would send `{ ok: false }` — a result without a status
+   * code — as 200: every failure the handler did not answer itself (the early timeout, services
+   * that failed to build, a throw) is answered `HTTP_FAILURE`, a 503 with Retry-After.
    */
-  errors: 'throw' | 'return';
+  errors: 'throw' | 'return' | 'http';
   /**
    * The services each invocation gets: the core ones (runtime/services.ts) for the rotation
    * functions, narrower ones for on-rekey-event and leak-webhook. Always given by the handler, so
    * this module imports no services and a bundle holds only the ones its handler uses.
    */
   services: () => Promise<S>;
+}
+
+/** What an HTTP handler's failure answers (`errors: 'http'`): the code is in the log, never in the reply. */
+export interface HttpFailure {
+  statusCode: 503;
+  headers: { 'content-type': 'application/json'; 'retry-after': string };
+  body: string;
+}
+
+/** Seconds a client is asked to wait before sending again (Retry-After). */
+export const RETRY_AFTER_SECONDS = 30;
+
+/**
+ * 503 with a retry hint and a fixed message: never 2xx (the sender keeps what it sent, to send it
+ * again), never the request body, a header or the error.
+ */
+export function httpFailure(): HttpFailure {
+  return {
+    statusCode: 503,
+    headers: { 'content-type': 'application/json', 'retry-after': String(RETRY_AFTER_SECONDS) },
+    body: JSON.stringify({ message: 'rekey could not take the request; send it again later' }),
+  };
 }
 
 /**
@@ -48,6 +75,11 @@ export function lambdaHandler<E, R, S extends { logger: Logger } = Services>(nam
         const safe = publicError(request.error);
         const log = (request.context && loggers.get(request.context)) || logger();
         log.error('handler failed', { function: name, requestId: request.context?.awsRequestId, error: safe });
+        if (options.errors === 'http') {
+          // Only HTTP handlers choose 'http': their result is an HTTP API result, as this is.
+          request.response = httpFailure() as unknown as R;
+          return;
+        }
         if (options.errors === 'return') {
           request.response = { ok: false, error: safe };
           return;
@@ -64,7 +96,8 @@ export function lambdaHandler<E, R, S extends { logger: Logger } = Services>(nam
       const log = services.logger;
       if (context) loggers.set(context, log);
       log.info('handler start', { function: name, requestId: context?.awsRequestId });
-      const result = await fn(event, { services, logger: log, signal, requestId: context?.awsRequestId ?? 'local' });
+      const remainingMs = () => (typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : Number.POSITIVE_INFINITY);
+      const result = await fn(event, { services, logger: log, signal, requestId: context?.awsRequestId ?? 'local', remainingMs });
       log.info('handler done', { function: name, requestId: context?.awsRequestId, ms: Math.round(performance.now() - started) });
       return result;
     });

@@ -16,7 +16,6 @@ import { AwsSecretsManagerStore } from '#adapters/stores/aws-secrets-manager.ts'
 import { FileSecretLock } from '#adapters/locks/file-lock.ts';
 import { InProcessEventBus } from '#adapters/buses/in-process.ts';
 import { EventBridgeBus } from '#adapters/buses/eventbridge.ts';
-import { Octokit } from '@octokit/rest';
 import { DatabaseTargets } from '#adapters/targets/registry.ts';
 import { CredentialKinds } from '#adapters/targets/kinds.ts';
 import { ConsumerAdapters } from '#adapters/consumers/registry.ts';
@@ -37,6 +36,7 @@ import { LocalChainAuditLog } from '#adapters/audit/local-chain.ts';
 import { chatNotifiers } from '#adapters/notifiers/registry.ts';
 import { config as readConfig, type Config } from './config.ts';
 import { jsonLogger } from './logger.ts';
+import { consumerGitHub } from './github-client.ts';
 
 export interface Services {
   deps: CoreDeps;
@@ -64,7 +64,10 @@ export interface ServiceOverrides {
   targets?: TargetRegistry;
   /** Every credential kind (tests: kinds with fakes); default databases, IAM keys and HTTP API keys. */
   kinds?: CredentialKindRegistry;
-  /** Where new values are pushed (tests: a GitHub double); default GitHub Actions (GITHUB_TOKEN) and bus events. */
+  /**
+   * Where new values are pushed (tests: a GitHub double); default GitHub Actions — with GITHUB_TOKEN,
+   * or on AWS the token secret (REKEY_GITHUB_TOKEN_SECRET_ID) read on the first push to one — and bus events.
+   */
   consumers?: (events: EventBus) => ConsumerRegistry;
   events?: EventBus;
   lock?: SecretLock;
@@ -140,7 +143,7 @@ export async function buildServices(config: Config, overrides: ServiceOverrides 
     }
   }
   const now = overrides.now ?? (() => new Date());
-  const consumers = overrides.consumers?.(events) ?? new ConsumerAdapters({ events, now, ...(config.GITHUB_TOKEN ? { octokit: consumerOctokit(config, logger) } : {}) });
+  const consumers = overrides.consumers?.(events) ?? new ConsumerAdapters({ events, now, ...consumerGitHub(config, logger, secretsManager) });
   const deps: CoreDeps = {
     store,
     kinds,
@@ -173,20 +176,6 @@ export async function buildServices(config: Config, overrides: ServiceOverrides 
       await kinds.close();
     },
   };
-}
-
-/** GitHub for the Actions-secret consumers: its log reduced to method, path and status, at debug. */
-function consumerOctokit(config: Config, logger: Logger): Octokit {
-  return new Octokit({
-    auth: config.GITHUB_TOKEN,
-    baseUrl: config.GITHUB_API_URL,
-    log: {
-      debug: () => {},
-      info: () => {},
-      warn: (message: string) => logger.warn('GitHub client warning', { message: String(message).slice(0, 300) }),
-      error: (message: string) => logger.debug('GitHub request failed', { request: String(message).slice(0, 300) }),
-    },
-  });
 }
 
 function decodeKey(base64: string, name: string): Buffer {

@@ -8,6 +8,7 @@ import type { Logger } from '#core/ports/logger.ts';
 import { KNOWN_SCANNERS, scannerRegistry } from '#adapters/scanners/registry.ts';
 import { SqsLeakQueue } from '#adapters/queues/sqs.ts';
 import { DynamoDeliveryLog } from '#adapters/deliveries/dynamodb.ts';
+import { identifyLeak } from '#adapters/targets/leak-identifiers.ts';
 import { config as readConfig, type Config } from './config.ts';
 import { jsonLogger } from './logger.ts';
 import { CREDENTIALS_REFRESH_MS, refreshing, webhookCredentials } from './leak-credentials.ts';
@@ -26,7 +27,10 @@ export interface WebhookOverrides {
   now?: () => Date;
   /** When the credentials were last read, in ms (tests move it to see a refresh). */
   clock?: () => number;
-  /** Non-secret handles a credential kind traces in a leaked text (IntakeDeps.identify). */
+  /**
+   * Non-secret handles a credential kind traces in a leaked text (IntakeDeps.identify); default
+   * `identifyLeak`, the kinds' own rules without the kinds (no IAM client in this bundle).
+   */
   identify?: (text: string) => string[];
 }
 
@@ -52,7 +56,9 @@ export function webhookIntake(config: Config, overrides: WebhookOverrides = {}):
       indexKey: indexKeyOf(config),
       logger,
       now: overrides.now ?? (() => new Date()),
-      ...(overrides.identify ? { identify: overrides.identify } : {}),
+      // As `rekey serve` does with the kinds themselves: a leaked AWS access key id no version
+      // holds is queued with its task, so the worker can trace its owner.
+      identify: overrides.identify ?? identifyLeak,
     };
     return { ...base, scanners: await scanners() };
   };
@@ -82,8 +88,8 @@ let intake: (() => Promise<IntakeDeps>) | undefined;
 
 /**
  * The handler's services: a logger, and nothing that can fail — a configuration error must reach
- * the handler's own try (and be answered 500), not the middleware, whose `{ok: false}` an HTTP API
- * would send as 200.
+ * the handler's own try (and be answered 500, its code logged), rather than the middleware's
+ * catch-all 503.
  */
 export async function lambdaWebhookServices(): Promise<{ logger: Logger }> {
   if (!logger) {

@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,7 @@ import { join } from 'node:path';
 import { ConfigError, ConflictError, NotFoundError, StoreIntegrityError, ValidationError } from '#core/errors.ts';
 import { STAGE } from '#core/ports/secret-store.ts';
 import { Sealed } from '#core/sealed.ts';
-import { KEEP_UNLABELLED_VERSIONS, LocalEncryptedStore } from '#adapters/stores/local-encrypted.ts';
+import { KEEP_UNLABELLED_VERSIONS, LocalEncryptedStore, READ_CACHE_FILES, clearReadCache } from '#adapters/stores/local-encrypted.ts';
 import { FileSecretLock } from '#adapters/locks/file-lock.ts';
 import { LeakGuard } from '#test/helpers/leak-guard.ts';
 import { secretStoreContract } from './secret-store.contract.ts';
@@ -25,6 +26,22 @@ secretStoreContract('local-encrypted', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'rekey-store-contract-'));
   return { store: new LocalEncryptedStore({ dir, key: randomBytes(32) }), dispose: () => rm(dir, { recursive: true, force: true }) };
 });
+
+const root = join(import.meta.dirname, '../..');
+
+/** Runs test/helpers/store-writer.ts to completion in a second process (it waits for `go`). */
+function runWriter(args: string[], env: Record<string, string>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'test/helpers/store-writer.ts'), ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('ready')) child.stdin.write('go\n');
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`store-writer exited ${code}: ${stderr}`))));
+  });
+}
 
 /** Every file under `dir`, recursively, with its bytes. */
 async function filesUnder(dir: string): Promise<Map<string, Buffer>> {
@@ -134,6 +151,124 @@ describe('LocalEncryptedStore', () => {
       expect(await rejection(store.updateVersionStage('app/db', STAGE.pending, { removeFromVersionId: first }), 'remove from a non-holder')).toBeInstanceOf(ConflictError);
       expect(await rejection(store.updateVersionStage('app/db', STAGE.pending, {}), 'neither')).toBeInstanceOf(ValidationError);
       expect((await store.getSecretValue('app/db', { stage: STAGE.pending })).versionId).toBe(second);
+    });
+  });
+
+  describe('updateVersionStages', () => {
+    it('promotes, clears AWSPENDING and merges tags in one write of the file', async () => {
+      let now = new Date('2026-01-01T00:00:00Z');
+      store = new LocalEncryptedStore({ dir, key, now: () => now });
+      const first = (await store.createSecret('app/db', value(), { tags: { team: 'a' } })).versionId;
+      const second = randomUUID();
+      await store.putSecretValue('app/db', second, value(), [STAGE.pending]);
+      const file = await onlySecretFile(dir);
+      const inodeBefore = (await stat(file)).ino;
+      now = new Date('2026-01-02T00:00:00Z');
+      await store.updateVersionStages(
+        'app/db',
+        [
+          { stage: STAGE.current, moveToVersionId: second, removeFromVersionId: first },
+          { stage: STAGE.pending, removeFromVersionId: second },
+        ],
+        { tags: { 'rekey:last-outcome': 'succeeded' } },
+      );
+      const described = await store.describeSecret('app/db');
+      expect(described.versions.map((v) => [v.versionId, v.stages])).toEqual([
+        [second, [STAGE.current]],
+        [first, [STAGE.previous]],
+      ]);
+      expect(described.tags).toEqual({ team: 'a', 'rekey:last-outcome': 'succeeded' });
+      expect(described.lastRotatedAt).toEqual(new Date('2026-01-02T00:00:00Z'));
+      // One atomic replacement: the file is a new inode, and no temp file is left beside it.
+      expect((await stat(file)).ino).not.toBe(inodeBefore);
+      expect((await readdir(join(dir, 'secrets'))).filter((n) => n.includes('.tmp'))).toEqual([]);
+    });
+
+    it('changes nothing, not one byte, when any move of the batch is refused', async () => {
+      const first = (await store.createSecret('app/db', value())).versionId;
+      const second = randomUUID();
+      await store.putSecretValue('app/db', second, value(), [STAGE.pending]);
+      const file = await onlySecretFile(dir);
+      const before = await readFile(file);
+      const refused = await rejection(
+        store.updateVersionStages(
+          'app/db',
+          [
+            { stage: STAGE.current, moveToVersionId: second, removeFromVersionId: first },
+            { stage: STAGE.pending, removeFromVersionId: first }, // AWSPENDING is on `second`
+          ],
+          { tags: { 'rekey:last-outcome': 'succeeded' } },
+        ),
+        'batch with a refused move',
+      );
+      expect(refused).toBeInstanceOf(ConflictError);
+      expect((await readFile(file)).equals(before)).toBe(true);
+      expect((await store.getSecretValue('app/db')).versionId).toBe(first);
+      expect((await store.describeSecret('app/db')).tags).toEqual({});
+    });
+
+    it('writes nothing when every move is already done and the tags already hold', async () => {
+      const first = (await store.createSecret('app/db', value(), { tags: { team: 'a' } })).versionId;
+      const file = await onlySecretFile(dir);
+      const before = await readFile(file);
+      await store.updateVersionStages('app/db', [{ stage: STAGE.current, moveToVersionId: first, removeFromVersionId: first }], { tags: { team: 'a' } });
+      expect((await readFile(file)).equals(before)).toBe(true);
+    });
+  });
+
+  describe('read cache', () => {
+    it('serves what another process wrote since this one last read the file', async () => {
+      await store.createSecret('app/shared', new Sealed('{"password":"initial-value"}'), { tags: { team: 'a' } });
+      expect((await store.describeSecret('app/shared')).tags).toEqual({ team: 'a' }); // cached now
+      await runWriter(['writes', dir, 'app/shared', 'B', '2'], { REKEY_TEST_KEY: key.toString('base64') });
+      const described = await store.describeSecret('app/shared');
+      expect(described.tags).toEqual({ team: 'a', 'B-0': '0', 'B-1': '1' });
+      expect((await store.getSecretValue('app/shared', { stage: 'B-1' })).value.reveal()).toBe('B-value-1');
+      // and a write from here starts from the other process's state, losing none of it
+      await store.tagSecret('app/shared', { team: 'b' });
+      expect((await store.describeSecret('app/shared')).tags).toEqual({ team: 'b', 'B-0': '0', 'B-1': '1' });
+    }, 60_000);
+
+    it('notices a file rewritten in place with other bytes of the same length', async () => {
+      await store.createSecret('app/db', value(), { tags: { n: '1' } });
+      const file = await onlySecretFile(dir);
+      const older = await readFile(file);
+      await store.tagSecret('app/db', { n: '2' });
+      expect((await store.describeSecret('app/db')).tags).toEqual({ n: '2' }); // cached
+      expect((await readFile(file)).length).toBe(older.length);
+      await writeFile(file, older); // same inode, same size, other content
+      expect((await store.describeSecret('app/db')).tags).toEqual({ n: '1' });
+    });
+
+    it('fails a store under another key even for a file this process has cached', async () => {
+      await store.createSecret('app/db', value());
+      await store.describeSecret('app/db');
+      const wrong = new LocalEncryptedStore({ dir, key: randomBytes(32) });
+      expect(await rejection(wrong.describeSecret('app/db'), 'wrong key, cached file')).toBeInstanceOf(StoreIntegrityError);
+      expect(await rejection(wrong.getSecretValue('app/db'), 'wrong key, cached file')).toBeInstanceOf(StoreIntegrityError);
+    });
+
+    it('lands every one of many concurrent writes to different secrets (sharing directory syncs)', async () => {
+      const ids = Array.from({ length: 24 }, (_, i) => `app/concurrent-${i}`);
+      for (const id of ids) await store.createSecret(id, value());
+      const next = ids.map(() => ({ versionId: randomUUID(), value: value() }));
+      await Promise.all(ids.map((id, i) => store.putSecretValue(id, next[i]!.versionId, next[i]!.value, [STAGE.pending])));
+      clearReadCache();
+      for (const [i, id] of ids.entries()) {
+        const pending = await store.getSecretValue(id, { stage: STAGE.pending });
+        expect(pending.versionId).toBe(next[i]!.versionId);
+        expect(pending.value.reveal()).toBe(next[i]!.value.reveal());
+      }
+    });
+
+    it('holds at most READ_CACHE_FILES descriptors however many secrets are read', async () => {
+      clearReadCache();
+      const open = async () => (await readdir('/proc/self/fd')).length;
+      const before = await open();
+      for (let i = 0; i < READ_CACHE_FILES + 20; i++) await store.createSecret(`app/many-${i}`, value());
+      for (let i = 0; i < READ_CACHE_FILES + 20; i++) await store.getSecretValue(`app/many-${i}`);
+      expect(await open()).toBeLessThanOrEqual(before + READ_CACHE_FILES + 4);
+      clearReadCache();
     });
   });
 

@@ -12,7 +12,7 @@ import { createHandler as createRotateSecretHandler } from '../../functions/rota
 import { startFakeSecretsManager, type FakeSecretsManager, type RotationCall } from './fake-secrets-manager.ts';
 import { lambdaContext } from './lambda.ts';
 import { LeakGuard } from './leak-guard.ts';
-import { SECRETS_ACTIONS } from './iam.ts';
+import { GITHUB_TOKEN_READERS, SECRETS_ACTIONS, type LambdaFunctionName } from './iam.ts';
 
 /**
  * rekey as it runs on AWS, against the fake Secrets Manager endpoint: services built by
@@ -47,12 +47,15 @@ export interface AwsTestRekey extends Services {
   invokeAs<T>(fn: LambdaFunction, work: () => Promise<T>): Promise<T>;
   /** The Secrets Manager operations each function was seen calling. */
   operationsOf(fn: LambdaFunction): string[];
-  /** Fails when a function called an operation its IAM role (serverless.yml) does not grant. */
+  /**
+   * Fails when a function called an operation its IAM role (serverless.yml) does not grant, or read
+   * the GitHub token secret (`env.REKEY_GITHUB_TOKEN_SECRET_ID`) without its role granting it.
+   */
   assertGrantedByIam(): void;
   dispose(): Promise<void>;
 }
 
-export type LambdaFunction = 'rotate-secret' | 'scheduled-rotation';
+export type LambdaFunction = LambdaFunctionName;
 
 export interface RotationEvent {
   Step: RotationStep;
@@ -98,7 +101,8 @@ export const everyStepTwice: RotationDriver = async (call, step) => {
   }
 };
 
-export async function awsTestRekey(options: { now?: () => Date; overrides?: Partial<ServiceOverrides> } = {}): Promise<AwsTestRekey> {
+/** `env`: more of the functions' environment (REKEY_GITHUB_TOKEN_SECRET_ID, GITHUB_API_URL…), as serverless.yml sets it. */
+export async function awsTestRekey(options: { now?: () => Date; overrides?: Partial<ServiceOverrides>; env?: Record<string, string> } = {}): Promise<AwsTestRekey> {
   const sm = await startFakeSecretsManager();
   // What the Lambda environment provides, pointed at the fake; one attempt per call so a failure
   // injected once (sm.fail) reaches the code under test rather than the SDK's retry loop.
@@ -108,12 +112,13 @@ export async function awsTestRekey(options: { now?: () => Date; overrides?: Part
   vi.stubEnv('AWS_SESSION_TOKEN', undefined);
   vi.stubEnv('AWS_PROFILE', undefined);
   vi.stubEnv('AWS_MAX_ATTEMPTS', '1');
-  const env = {
+  const env: Record<string, string> = {
     REKEY_STORE: 'aws',
     AWS_REGION: 'us-east-1',
     REKEY_INDEX_KEY: randomBytes(32).toString('base64'),
     REKEY_EVENT_BUS_NAME: 'rekey-test',
     REKEY_LOG_LEVEL: 'debug',
+    ...options.env,
   };
   const guard = new LeakGuard();
   const events: RekeyEvent[] = [];
@@ -204,9 +209,15 @@ export async function awsTestRekey(options: { now?: () => Date; overrides?: Part
     invokeAs,
     operationsOf,
     assertGrantedByIam() {
-      for (const fn of ['rotate-secret', 'scheduled-rotation'] as const) {
+      for (const fn of Object.keys(SECRETS_ACTIONS) as LambdaFunction[]) {
         const granted: readonly string[] = SECRETS_ACTIONS[fn];
         expect(operationsOf(fn).filter((operation) => !granted.includes(operation)), `${fn} called Secrets Manager operations its role does not grant`).toEqual([]);
+      }
+      // The token secret has no rekey tag: only its by-ARN statement, on the readers' roles, reaches it.
+      const token = env.REKEY_GITHUB_TOKEN_SECRET_ID;
+      if (token) {
+        const readers = new Set(windows.filter((w) => sm.requests.slice(w.from, w.to).some((r) => r.operation === 'GetSecretValue' && r.body.SecretId === token)).map((w) => w.fn));
+        expect([...readers].filter((fn) => !(GITHUB_TOKEN_READERS as readonly string[]).includes(fn)), 'read the GitHub token secret without its role granting it').toEqual([]);
       }
     },
     async dispose() {

@@ -2,12 +2,14 @@
  * Exactly the Secrets Manager actions each function's role grants in serverless.yml, sorted.
  *
  * One list, checked from both sides: test/packaging/serverless-template.test.ts proves the packaged
- * template grants exactly these, and the AWS integration tests (rotate-secret, scheduled-rotation)
- * prove the code, run against the fake endpoint, calls no operation outside them — a call IAM would
- * refuse on AWS (as ListSecretVersionIds once was: describeSecret needs it) fails a test here.
+ * template grants exactly these, and the AWS integration tests (rotate-secret, scheduled-rotation,
+ * ops, leak-worker) prove the code, run against the fake endpoint, calls no operation outside them
+ * — a call IAM would refuse on AWS (as ListSecretVersionIds once was: describeSecret needs it) fails
+ * a test here.
  */
 export const SECRETS_ACTIONS = {
   'rotate-secret': ['DescribeSecret', 'GetSecretValue', 'ListSecretVersionIds', 'PutSecretValue', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
+  // The only caller of RotateSecret: due secrets are rotated by Secrets Manager through rotate-secret.
   'scheduled-rotation': [
     'DescribeSecret',
     'GetSecretValue',
@@ -19,19 +21,20 @@ export const SECRETS_ACTIONS = {
     'UntagResource',
     'UpdateSecretVersionStage',
   ],
-  ops: ['DescribeSecret', 'GetSecretValue', 'ListSecretVersionIds', 'PutSecretValue', 'RotateSecret', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
-  // Its own credentials secret only, by ARN (the leak-worker's GetSecretValue also covers the GitHub token secret).
+  // Runs the four steps in-process (rotateNow), as the CLI does: no RotateSecret.
+  ops: ['DescribeSecret', 'GetSecretValue', 'ListSecretVersionIds', 'PutSecretValue', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
+  // Its own credentials secret only, by ARN.
   'leak-webhook': ['GetSecretValue'],
-  'leak-worker': [
-    'DescribeSecret',
-    'GetSecretValue',
-    'ListSecretVersionIds',
-    'ListSecrets',
-    'PutSecretValue',
-    'RotateSecret',
-    'TagResource',
-    'UntagResource',
-    'UpdateSecretVersionStage',
-  ],
+  // ListSecrets: the fingerprint lookup. Rotates in-process on a leak: no RotateSecret.
+  'leak-worker': ['DescribeSecret', 'GetSecretValue', 'ListSecretVersionIds', 'ListSecrets', 'PutSecretValue', 'TagResource', 'UntagResource', 'UpdateSecretVersionStage'],
   'on-rekey-event': ['GetSecretValue'],
 } as const satisfies Record<string, readonly string[]>;
+
+export type LambdaFunctionName = keyof typeof SECRETS_ACTIONS;
+
+/**
+ * The functions whose role may read the GitHub token secret `rekey/<stage>/github-token` (GetSecretValue
+ * by ARN, serverless.yml `readGitHubToken`): every function that pushes a rotated value to GitHub Actions
+ * consumers, and the leak worker (alerts, tickets). Sorted.
+ */
+export const GITHUB_TOKEN_READERS = ['leak-worker', 'ops', 'rotate-secret', 'scheduled-rotation'] as const satisfies readonly LambdaFunctionName[];

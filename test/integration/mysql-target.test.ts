@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import { grantDiff, MysqlTarget, parseGrants } from '#adapters/targets/mysql.ts';
@@ -153,6 +153,29 @@ describe('MysqlTarget', () => {
       // A TCP login from 127.0.0.1 matches the more specific '127.0.0.1' account, not '%'.
       await assertCanLogIn('mysql', u.name, next);
       await assertCannotLogIn('mysql', u.name, u.pw);
+    });
+
+    it('asks a pooled admin connection for its server flavour and sql_mode once, not on every call', async () => {
+      const own = new MysqlTarget();
+      const texts: string[] = [];
+      const original = mysql.Connection.prototype.query;
+      vi.spyOn(mysql.Connection.prototype, 'query').mockImplementation(function (this: mysql.Connection, ...args: unknown[]) {
+        texts.push(String(args[0]));
+        return (original as (...a: unknown[]) => unknown).apply(this, args);
+      } as typeof original);
+      try {
+        const u = await user(uniqueName('rkmy'), password('init'));
+        let last = u.pw;
+        for (const label of ['a', 'b', 'c']) {
+          last = password(label);
+          await own.setPassword(u.login, u.name, new Sealed(last), { admin });
+        }
+        expect(texts.filter((t) => t.startsWith('SELECT VERSION()'))).toHaveLength(1);
+        vi.restoreAllMocks();
+        await assertCanLogIn('mysql', u.name, last);
+      } finally {
+        await own.close();
+      }
     });
 
     it('via its own login, changes the account that login matched (the only one a user may change) and keeps the others', async () => {
@@ -499,6 +522,14 @@ describe('MysqlTarget', () => {
           if (sql.startsWith('SELECT VERSION()')) return Promise.resolve([[{ version: '8.0.36', sqlMode: 'ONLY_FULL_GROUP_BY' }], []]);
           return (original as (...a: unknown[]) => unknown).apply(this, args);
         } as typeof original);
+        // A target of its own: a pooled connection asks its server once and remembers the answer.
+        const shared = target;
+        target = new MysqlTarget();
+        onTestFinished(async () => {
+          const own = target;
+          target = shared;
+          await own.close();
+        });
       };
 
       it('refuses a 33-character name with the 32-character limit, before any SQL names it', async () => {

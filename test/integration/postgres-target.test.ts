@@ -214,6 +214,24 @@ describe('PostgresTarget', () => {
       await assertCanLogIn('postgres', u.name, u.pw);
     });
 
+    it('repairs a clone set to run as another role, and leaves a pair in shape alone', async () => {
+      const u = await user(uniqueName('rkpg_orig'));
+      const other = await user(uniqueName('rkpg_other'));
+      const clone = `${u.name}_clone`;
+      await target.syncClone(admin, u.name, clone);
+      await adminQuery('postgres', `ALTER ROLE ${q(clone)} SET role = ${pg.escapeLiteral(other.name)}`);
+      await target.syncClone(admin, u.name, clone);
+      const clonePw = password('clone');
+      await target.setPassword(loginAs(clone, clonePw), clone, new Sealed(clonePw), { admin });
+      const currentUser = async () => asUser(clone, clonePw, async (c) => (await c.query<{ current_user: string }>('SELECT current_user')).rows[0]!.current_user);
+      expect(await currentUser()).toBe(u.name);
+      const [before] = await adminQuery<{ rolconfig: string[] }>('postgres', 'SELECT rolconfig FROM pg_roles WHERE rolname = $1', [clone]);
+      await target.syncClone(admin, u.name, clone);
+      const [after] = await adminQuery<{ rolconfig: string[] }>('postgres', 'SELECT rolconfig FROM pg_roles WHERE rolname = $1', [clone]);
+      expect(after!.rolconfig).toEqual(before!.rolconfig);
+      expect(await currentUser()).toBe(u.name);
+    });
+
     it('throws ROLE_NOT_FOUND when the original does not exist, creating nothing', async () => {
       const missing = uniqueName('rkpg_missing');
       await expect(target.syncClone(admin, missing, `${missing}_clone`)).rejects.toMatchObject({ code: 'ROLE_NOT_FOUND' });

@@ -140,6 +140,31 @@ describe.each(engines)('RotationEngine on %s', (engine) => {
         await assertCanLogIn(engine, after.username, after.password);
       });
 
+      it('a crash at the promotion (one atomic write of labels and outcome) leaves a working credential, and a rerun completes', async () => {
+        const app = await managedUser(rekey, engine, { username: user(), strategy });
+        const store = rekey.deps.store;
+        expect(store.updateVersionStages).toBeTypeOf('function');
+        const crash = failOnce(store, 'updateVersionStages');
+        const failed = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' }).then(() => undefined, (e: unknown) => e);
+        expect(crash.calls).toBe(1);
+        expect(failed).toMatchObject({ message: 'crash during the promotion' });
+        // Nothing of the batch happened: AWSCURRENT is where it was, AWSPENDING still pending.
+        const described = await store.describeSecret(app.secretId);
+        const pendingVersion = described.versions.find((v) => v.stages.includes(STAGE.pending))!;
+        expect(pendingVersion.stages).toEqual([STAGE.pending]);
+        const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+        const pending = await storedLogin(rekey, app.secretId, { stage: STAGE.pending });
+        if (strategy === 'single') await assertCannotLogIn(engine, current.username, current.password); // the window setSecret opens
+        else await assertCanLogIn(engine, current.username, current.password);
+        await assertCanLogIn(engine, pending.username, pending.password);
+        const result = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+        expect(result).toMatchObject({ versionId: pendingVersion.versionId, resumed: true });
+        const after = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+        expect(after.versionId).toBe(pendingVersion.versionId);
+        await assertCanLogIn(engine, after.username, after.password);
+        expect((await store.describeSecret(app.secretId)).versions.filter((v) => v.stages.includes(STAGE.pending))).toHaveLength(0);
+      });
+
       it('replays every step of a finished rotation without changing anything', async () => {
         const app = await managedUser(rekey, engine, { username: user(), strategy });
         const result = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
@@ -186,6 +211,96 @@ describe.each(engines)('RotationEngine on %s', (engine) => {
     });
   });
 });
+
+describe.each(engines)('RotationEngine on %s: killing the replaced credential early (a leak)', (engine) => {
+  let rekey: TestRekey;
+  beforeEach(async () => {
+    rekey = await testRekey();
+  });
+  afterEach(async () => {
+    await rekey.dispose();
+    rekey.guard.assertClean();
+  });
+  const user = () => {
+    const username = uniqueName('rotk');
+    created.push({ engine, username });
+    return username;
+  };
+  const currentVersion = async (secretId: string) => (await rekey.deps.store.getSecretValue(secretId)).versionId;
+
+  it('alternating: the leaked user is scrambled once the clone is verified, and the revoke proves it without scrambling again', async () => {
+    const app = await managedUser(rekey, engine, { username: user(), strategy: 'alternating' });
+    const leaked = await currentVersion(app.secretId);
+    const result = await rekey.rotation.rotate(app.secretId, { trigger: 'leak' }, { killReplaced: { versionId: leaked } });
+    expect(result.killed).toMatchObject({ versionId: leaked, outcome: { method: 'password-scrambled', principal: app.username } });
+    await assertCannotLogIn(engine, app.username, app.password);
+    const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+    expect(current.username).toBe(`${app.username}_clone`);
+    await assertCanLogIn(engine, current.username, current.password);
+    const revoked = await revokeCredential(rekey.deps, app.secretId, { versionId: leaked, trigger: 'leak', alreadyKilled: result.killed! });
+    expect(revoked).toMatchObject({ versionId: leaked, method: 'password-scrambled', proven: true });
+    expect((await rekey.deps.store.describeSecret(app.secretId)).versions.find((v) => v.versionId === leaked)?.stages).toContain('REKEYREVOKED');
+    await assertCanLogIn(engine, current.username, current.password);
+  });
+
+  it('single: nothing is killed early, since setSecret itself replaced the password', async () => {
+    const app = await managedUser(rekey, engine, { username: user(), strategy: 'single', withAdmin: true });
+    const leaked = await currentVersion(app.secretId);
+    const result = await rekey.rotation.rotate(app.secretId, { trigger: 'leak' }, { killReplaced: { versionId: leaked } });
+    expect(result.killed).toBeUndefined();
+    await assertCannotLogIn(engine, app.username, app.password);
+    const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+    await assertCanLogIn(engine, current.username, current.password);
+  });
+
+  it('never kills a version that is not the AWSCURRENT being replaced (a leaked AWSPENDING is promoted, not killed)', async () => {
+    const app = await managedUser(rekey, engine, { username: user(), strategy: 'alternating' });
+    const token = randomUUID();
+    await rekey.rotation.runStep('createSecret', app.secretId, token, { trigger: 'schedule' });
+    const result = await rekey.rotation.rotate(app.secretId, { trigger: 'leak' }, { killReplaced: { versionId: token } });
+    expect(result).toMatchObject({ versionId: token, resumed: true });
+    expect(result.killed).toBeUndefined();
+    const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+    await assertCanLogIn(engine, current.username, current.password);
+    await assertCanLogIn(engine, app.username, app.password); // the previous one is left to the revoke
+  });
+
+  it('a crash after the early kill and before the promotion leaves AWSPENDING working, and the next run promotes it', async () => {
+    const app = await managedUser(rekey, engine, { username: user(), strategy: 'alternating' });
+    const leaked = await currentVersion(app.secretId);
+    const crash = failOnce(rekey.deps.store, 'updateVersionStages');
+    const failed = await rekey.rotation.rotate(app.secretId, { trigger: 'leak' }, { killReplaced: { versionId: leaked } }).then(() => undefined, (e: unknown) => e);
+    expect(failed).toMatchObject({ message: 'crash during the promotion' });
+    expect(crash.calls).toBe(1);
+    // The single strategy's window, no longer: AWSCURRENT (the leaked user) is dead, AWSPENDING works.
+    expect(await currentVersion(app.secretId)).toBe(leaked);
+    await assertCannotLogIn(engine, app.username, app.password);
+    const pending = await storedLogin(rekey, app.secretId, { stage: STAGE.pending });
+    await assertCanLogIn(engine, pending.username, pending.password);
+    // What a redelivered leak does: rotate again (resuming the pending version), then revoke.
+    const again = await rekey.rotation.rotate(app.secretId, { trigger: 'leak' }, { killReplaced: { versionId: leaked } });
+    expect(again).toMatchObject({ versionId: pending.versionId, resumed: true });
+    const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+    expect(current.versionId).toBe(pending.versionId);
+    await assertCanLogIn(engine, current.username, current.password);
+    const revoked = await revokeCredential(rekey.deps, app.secretId, { versionId: leaked, trigger: 'leak', ...(again.killed ? { alreadyKilled: again.killed } : {}) });
+    expect(revoked.proven).toBe(true);
+    await assertCannotLogIn(engine, app.username, app.password);
+  });
+});
+
+/** Makes `method` of `store` throw once (a crash at that write), then behave again; counts the calls. */
+function failOnce(store: object, method: string): { calls: number } {
+  const counter = { calls: 0 };
+  const target = store as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const original = target[method]!;
+  target[method] = async (...args: unknown[]) => {
+    counter.calls += 1;
+    target[method] = original;
+    throw new Error('crash during the promotion');
+  };
+  return counter;
+}
 
 describe('RotationEngine alternating on postgres', () => {
   it('keeps one owner: a table created while the clone was current is usable by the original after the flip', async () => {

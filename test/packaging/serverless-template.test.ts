@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { functionZips, runPackage, TEMPLATE, zipEntryNames } from './run-package.ts';
-import { SECRETS_ACTIONS as SECRETS_ACTIONS_BY_FUNCTION } from '../helpers/iam.ts';
+import { GITHUB_TOKEN_READERS, SECRETS_ACTIONS as SECRETS_ACTIONS_BY_FUNCTION } from '../helpers/iam.ts';
 import { expectBundleRotates } from '../helpers/bundle-smoke.ts';
 
 /**
@@ -62,8 +62,37 @@ const MAX_ZIP_BYTES = 1_000_000;
 const DEFERRED_FILES = ['libsodium-wrappers.cjs', 'mysql2-promise.cjs', 'octokit-rest.cjs', 'pg.cjs', 'proper-lockfile.cjs', 'write-file-atomic.cjs'];
 /** Functions whose zip leaves them out (package.patterns): no database, no GitHub. */
 const NO_DEFERRED: FunctionName[] = ['leak-webhook', 'on-rekey-event'];
-/** Secrets each read by one function, by ARN, holding credentials rekey does not rotate (no rekey tag). */
+/** Secrets read by ARN, holding credentials rekey does not rotate (no rekey tag). */
 const CREDENTIAL_SECRETS = ['RekeyChatWebhooks', 'RekeyLeakWebhookCredentials', 'RekeyGitHubToken'];
+/** The IAM user path the VPC package is given (`--param iamUserPath=…`), to prove the parameter applies. */
+const CUSTOM_IAM_PATH = '/ci-managed/';
+
+const INDEX_KEY = { 'Fn::Sub': '{{resolve:secretsmanager:${RekeyIndexKey}:SecretString}}' };
+/** The four functions that build the core services (store, bus, fingerprints). */
+const CORE_ENV = { REKEY_LOG_LEVEL: 'info', REKEY_STORE: 'aws', REKEY_EVENT_BUS_NAME: { Ref: 'RekeyEventBus' }, REKEY_INDEX_KEY: INDEX_KEY };
+const GITHUB_TOKEN_ENV = { REKEY_GITHUB_TOKEN_SECRET_ID: { Ref: 'RekeyGitHubToken' } };
+/**
+ * Every function's environment, exactly: what its code reads and nothing more (a variable left over
+ * from an older design misleads whoever reads the configuration). Never a credential: those are
+ * read from their secrets at run time.
+ */
+const ENVIRONMENT: Record<FunctionName, Record<string, Json>> = {
+  'rotate-secret': { ...CORE_ENV, ...GITHUB_TOKEN_ENV },
+  'scheduled-rotation': { ...CORE_ENV, ...GITHUB_TOKEN_ENV },
+  ops: { ...CORE_ENV, ...GITHUB_TOKEN_ENV },
+  // No store, no bus: it verifies, fingerprints and enqueues.
+  'leak-webhook': {
+    REKEY_LOG_LEVEL: 'info',
+    REKEY_INDEX_KEY: INDEX_KEY,
+    REKEY_LEAK_QUEUE_URL: { Ref: 'LeakQueue' },
+    REKEY_DELIVERIES_TABLE: { Ref: 'DeliveriesTable' },
+    REKEY_LEAK_WEBHOOK_SECRET_ID: { Ref: 'RekeyLeakWebhookCredentials' },
+  },
+  // Its queue reaches it through the event source mapping: no queue URL, no deliveries table.
+  'leak-worker': { ...CORE_ENV, ...GITHUB_TOKEN_ENV, REKEY_TICKETS_REPO: '' },
+  // No store, no bus (it must never publish), no index key.
+  'on-rekey-event': { REKEY_LOG_LEVEL: 'info', REKEY_CHAT_SECRET_ID: { Ref: 'RekeyChatWebhooks' }, REKEY_CHAT_SUCCESSES: 'summary' },
+};
 
 let template: Json;
 let resources: Record<string, Json>;
@@ -98,7 +127,7 @@ beforeAll(async () => {
   // The same service with VPC parameters, packaged elsewhere — first, because packaging clears
   // .serverless even when writing to another directory.
   vpcDir = mkdtempSync(join(tmpdir(), 'rekey-package-vpc-'));
-  await runPackage({ extraArgs: ['--param', 'subnetIds=subnet-aaa,subnet-bbb', '--param', 'securityGroupIds=sg-111', '--package', vpcDir] });
+  await runPackage({ extraArgs: ['--param', 'subnetIds=subnet-aaa,subnet-bbb', '--param', 'securityGroupIds=sg-111', '--param', `iamUserPath=${CUSTOM_IAM_PATH}`, '--package', vpcDir] });
   vpcTemplate = JSON.parse(readFileSync(join(vpcDir, 'cloudformation-template-update-stack.json'), 'utf8'));
   await runPackage();
   template = JSON.parse(readFileSync(TEMPLATE, 'utf8'));
@@ -131,16 +160,12 @@ describe('serverless package', () => {
       expect(ofType('AWS::IAM::Role')).toHaveLength(NAMES.length);
     });
 
-    it('configures every function for the AWS store, the rekey bus and info logs; the index key only where fingerprints are made', () => {
-      const bus = ofType('AWS::Events::EventBus')[0]![0];
-      for (const name of NAMES) {
-        const env = fn(name).Properties.Environment.Variables;
-        expect(env.REKEY_STORE, name).toBe('aws');
-        expect(env.REKEY_EVENT_BUS_NAME, name).toEqual({ Ref: bus });
-        expect(env.REKEY_LOG_LEVEL, name).toBe('info');
-        if (name === CHAT) expect(env.REKEY_INDEX_KEY, name).toBeUndefined();
-        else expect(env.REKEY_INDEX_KEY, name).toEqual({ 'Fn::Sub': '{{resolve:secretsmanager:${RekeyIndexKey}:SecretString}}' });
-      }
+    it('gives each function exactly its environment: the store, the bus and the index key only to the four that build the core services', () => {
+      expect(ofType('AWS::Events::EventBus').map(([id]) => id)).toEqual(['RekeyEventBus']);
+      for (const name of NAMES) expect(fn(name).Properties.Environment.Variables, name).toEqual(ENVIRONMENT[name]);
+      // Every variable is one the configuration schema (functions/runtime/config.ts) reads.
+      const schema = readFileSync(join(import.meta.dirname, '../../functions/runtime/config.ts'), 'utf8');
+      for (const variable of new Set(NAMES.flatMap((name) => Object.keys(ENVIRONMENT[name])))) expect(schema, variable).toMatch(new RegExp(`\\b${variable}: z\\.`));
       expect(resources.RekeyIndexKey.Type).toBe('AWS::SecretsManager::Secret');
       expect(resources.RekeyIndexKey.DeletionPolicy).toBe('Retain');
       // The index key secret carries no rekey tag, so no function role can read it.
@@ -225,7 +250,8 @@ describe('serverless package', () => {
       expect(bus).toHaveLength(1);
       expect(bus[0]![1].Properties.Name).toBe(`rekey-${STAGE}`);
       const putEvents = allStatements().filter(({ statement }) => actionsOf(statement).includes('events:PutEvents'));
-      expect(putEvents).toHaveLength(NAMES.length - 1);
+      // The four functions that build the core services; neither the webhook nor the chat function.
+      expect(putEvents.map(({ where }) => where).sort()).toEqual((['rotate-secret', 'scheduled-rotation', 'ops', 'leak-worker'] as const).map(roleIdOf).sort());
       expect(statementsOf(CHAT).flatMap(actionsOf).filter((a) => a.startsWith('events:'))).toEqual([]);
       for (const { where, statement } of putEvents) {
         expect(statement.Resource, where).toEqual(getAtt(bus[0]![0]));
@@ -274,9 +300,11 @@ describe('serverless package', () => {
     });
 
     it.each([
-      ['RekeyLeakWebhookCredentials', 'leak-webhook', 'leak-webhook-credentials', 'REKEY_LEAK_WEBHOOK_SECRET_ID', { githubWebhookSecret: '', gitguardianWebhookSecret: '', ingestToken: '' }],
-      ['RekeyGitHubToken', 'leak-worker', 'github-token', 'REKEY_GITHUB_TOKEN_SECRET_ID', { githubToken: '' }],
-    ] as const)('creates %s empty and kept, readable by ARN by %s alone, and named to it in its environment', (id, reader, name, variable, value) => {
+      ['RekeyLeakWebhookCredentials', ['leak-webhook'], 'leak-webhook-credentials', 'REKEY_LEAK_WEBHOOK_SECRET_ID', { githubWebhookSecret: '', gitguardianWebhookSecret: '', ingestToken: '' }],
+      // The functions that push to GitHub Actions consumers, and the leak worker (alerts, tickets).
+      ['RekeyGitHubToken', GITHUB_TOKEN_READERS, 'github-token', 'REKEY_GITHUB_TOKEN_SECRET_ID', { githubToken: '' }],
+    ] as const)('creates %s empty and kept, readable by ARN by exactly %j, and named to each of them in its environment', (id, readersOf, name, variable, value) => {
+      const readers: readonly FunctionName[] = readersOf;
       const secret = resources[id];
       expect(secret.Type).toBe('AWS::SecretsManager::Secret');
       expect(secret.DeletionPolicy).toBe('Retain');
@@ -286,11 +314,13 @@ describe('serverless package', () => {
       expect(secret.Properties.Tags).toBeUndefined();
       expect(secret.Properties.GenerateSecretString).toBeUndefined();
       expect(JSON.parse(secret.Properties.SecretString)).toEqual(value);
-      const readers = allStatements().filter(({ statement }) => JSON.stringify(statement.Resource) === JSON.stringify({ Ref: id }));
-      expect(readers.map(({ where, statement }) => [where, actionsOf(statement), statement.Condition])).toEqual([[roleIdOf(reader), ['secretsmanager:GetSecretValue'], undefined]]);
+      const grants = allStatements().filter(({ statement }) => JSON.stringify(statement.Resource) === JSON.stringify({ Ref: id }));
+      expect(grants.map(({ where, statement }) => [where, actionsOf(statement), statement.Condition]).sort()).toEqual(
+        readers.map((reader) => [roleIdOf(reader), ['secretsmanager:GetSecretValue'], undefined]).sort(),
+      );
       for (const name of NAMES) {
         const env = fn(name).Properties.Environment.Variables;
-        if (name === reader) expect(env[variable], name).toEqual({ Ref: id });
+        if (readers.includes(name)) expect(env[variable], name).toEqual({ Ref: id });
         else expect(env[variable], name).toBeUndefined();
       }
     });
@@ -321,6 +351,21 @@ describe('serverless package', () => {
           'Fn::Sub': `arn:\${AWS::Partition}:lambda:\${AWS::Region}:\${AWS::AccountId}:function:${SERVICE}-${STAGE}-rotate-secret`,
         });
       }
+    });
+
+    it('lets only the sweep call RotateSecret and invoke the rotation function (ops and the leak worker run the steps in-process)', () => {
+      const granting = (action: string) => NAMES.filter((name) => statementsOf(name).some((s) => actionsOf(s).includes(action)));
+      expect(granting('secretsmanager:RotateSecret')).toEqual(['scheduled-rotation']);
+      expect(granting('lambda:InvokeFunction')).toEqual(['scheduled-rotation']);
+    });
+
+    it('scopes the IAM access-key statements to the iamUserPath parameter', () => {
+      const statements = Object.entries(vpcTemplate.Resources as Record<string, Json>)
+        .filter(([, r]) => r.Type === 'AWS::IAM::Role')
+        .flatMap(([, r]) => (r.Properties.Policies ?? []).flatMap((p: Json) => p.PolicyDocument.Statement as Statement[]))
+        .filter((s) => actionsOf(s).some((a) => a.startsWith('iam:')));
+      expect(statements.length).toBeGreaterThanOrEqual(4);
+      for (const statement of statements) expect(statement.Resource).toEqual({ 'Fn::Sub': `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:user${CUSTOM_IAM_PATH}*` });
     });
 
     it('attaches the VPC execution policy only under the HasVpc condition and only to functions that may be in the VPC', () => {
@@ -428,13 +473,13 @@ describe('serverless package', () => {
     const OTHER_ACTIONS: Record<FunctionName, string[]> = {
       'rotate-secret': ['events:PutEvents', 'kms:Decrypt', 'kms:GenerateDataKey', 'logs:CreateLogStream', 'logs:PutLogEvents', 'sqs:SendMessage'],
       'scheduled-rotation': ['events:PutEvents', 'kms:Decrypt', 'kms:GenerateDataKey', 'lambda:InvokeFunction', 'logs:CreateLogStream', 'logs:PutLogEvents', 'sqs:SendMessage'],
-      ops: ['events:PutEvents', 'kms:Decrypt', 'kms:GenerateDataKey', 'lambda:InvokeFunction', 'logs:CreateLogStream', 'logs:PutLogEvents'],
-      'leak-webhook': ['dynamodb:DeleteItem', 'dynamodb:PutItem', 'events:PutEvents', 'logs:CreateLogStream', 'logs:PutLogEvents', 'sqs:SendMessage'],
+      ops: ['events:PutEvents', 'kms:Decrypt', 'kms:GenerateDataKey', 'logs:CreateLogStream', 'logs:PutLogEvents'],
+      // No events:PutEvents: it publishes nothing (the worker emits the leak's events).
+      'leak-webhook': ['dynamodb:DeleteItem', 'dynamodb:PutItem', 'logs:CreateLogStream', 'logs:PutLogEvents', 'sqs:SendMessage'],
       'leak-worker': [
         'events:PutEvents',
         'kms:Decrypt',
         'kms:GenerateDataKey',
-        'lambda:InvokeFunction',
         'logs:CreateLogStream',
         'logs:PutLogEvents',
         'sqs:ChangeMessageVisibility',

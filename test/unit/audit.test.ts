@@ -135,6 +135,28 @@ describe('audit', () => {
       expect(records.filter((r) => r.actor === 'proc-b')).toHaveLength(30);
     });
 
+    it('chains onto a record another process appended after this one\'s last append', async () => {
+      const first = await audit.append(entry(0, { actor: 'proc-main' }));
+      await execFileAsync(process.execPath, ['--import', 'tsx', 'test/helpers/audit-writer.ts', dir, '1', 'proc-other'], { cwd: ROOT });
+      const third = await audit.append(entry(2, { actor: 'proc-main' }));
+      const records = await audit.read();
+      expect(records.map((r) => r.actor)).toEqual(['proc-main', 'proc-other', 'proc-main']);
+      expect(records[1]!.prevHash).toBe(first.hash);
+      expect(third).toMatchObject({ seq: 3, prevHash: records[1]!.hash });
+      expect(await audit.verify()).toMatchObject({ ok: true, records: 3 });
+    });
+
+    it('writes appends that queue up meanwhile as one group, each resolving with its own record', async () => {
+      const records = await Promise.all(Array.from({ length: 12 }, (_, i) => audit.append(entry(i))));
+      expect(records.map((r) => r.seq)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+      for (let i = 1; i < records.length; i++) expect(records[i]!.prevHash).toBe(records[i - 1]!.hash);
+      // A second instance over the same file (another process's view) continues the same chain.
+      const other = new LocalChainAuditLog({ dir });
+      expect(await other.append(entry(12))).toMatchObject({ seq: 13, prevHash: records.at(-1)!.hash });
+      expect(await audit.append(entry(13))).toMatchObject({ seq: 14 });
+      expect(await audit.verify()).toMatchObject({ ok: true, records: 14 });
+    });
+
     it('reads by secret and since a time, oldest first', async () => {
       for (let i = 0; i < 6; i++) await audit.append(entry(i));
       expect((await audit.read({ secretId: 'app/odd' })).map((r) => r.durationMs)).toEqual([101, 103, 105]);

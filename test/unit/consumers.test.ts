@@ -138,6 +138,28 @@ describe('consumers', () => {
       expect(() => offline.validate(spec(), 'secret x')).not.toThrow();
       expect(await caught(offline.push(push(spec())))).toBeInstanceOf(ConfigError);
     });
+
+    it('takes a client source, asked on each push and only then; without a token it names the setting to fill', async () => {
+      let asked = 0;
+      let octokit: ReturnType<typeof github.octokit> | undefined;
+      const lazy = new GitHubActionsConsumer({ octokit: async () => (asked++, octokit), tokenSetting: '"githubToken" in the token secret' });
+      lazy.validate(spec(), 'secret x');
+      lazy.describe(spec());
+      expect(asked).toBe(0);
+      const refused = await caught(lazy.push(push(spec())));
+      expect(refused).toBeInstanceOf(ConfigError);
+      expect((refused as Error).message).toBe(`no GitHub token to push iam/ci to github-actions ${REPO}: set "githubToken" in the token secret`);
+      expect(github.requests).toEqual([]);
+      octokit = github.octokit();
+      expect(await lazy.push(push(spec()))).toMatchObject({ updated: ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'] });
+      expect(asked).toBe(2);
+    });
+
+    it('passes on a failed token read as it is (its code and message name no value)', async () => {
+      const unreadable = new RekeyError('LEAK_CREDENTIALS_UNREADABLE', 'could not read the GitHub token credentials secret (AccessDeniedException)', { retryable: true });
+      const lazy = new GitHubActionsConsumer({ octokit: () => Promise.reject(unreadable) });
+      expect(await caught(lazy.push(push(spec())))).toBe(unreadable);
+    });
   });
 
   describe('EventRequestConsumer', () => {

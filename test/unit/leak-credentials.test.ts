@@ -6,6 +6,7 @@ import {
   WEBHOOK_CREDENTIALS,
   WORKER_CREDENTIALS,
   githubToken,
+  githubTokenSource,
   readLeakCredentials,
   refreshing,
   webhookCredentials,
@@ -160,6 +161,39 @@ describe('leak credentials', () => {
       expect(await githubToken({}, () => client)).toBeUndefined();
       await store(TOKEN_ID, '{"githubToken":""}');
       expect(await githubToken({ REKEY_GITHUB_TOKEN_SECRET_ID: TOKEN_ID }, () => client)).toBeUndefined();
+    });
+  });
+
+  describe('githubTokenSource (GitHub Actions consumers)', () => {
+    it('reads nothing until asked; then keeps a token 5 minutes, but never an empty field or a failed read', async () => {
+      let clock = 0;
+      const get = githubTokenSource({ REKEY_GITHUB_TOKEN_SECRET_ID: TOKEN_ID }, () => client, { clock: () => clock });
+      const reads = () => sm.requestsFor('GetSecretValue').length;
+      await store(TOKEN_ID, '{"githubToken":""}');
+      expect(reads()).toBe(0);
+      // Empty, as the stack creates it: not kept, so filling it takes effect on the next push.
+      expect(await get()).toBeUndefined();
+      expect(await get()).toBeUndefined();
+      expect(reads()).toBe(2);
+      const token = value('ghp');
+      await store(TOKEN_ID, JSON.stringify({ githubToken: token }));
+      expect(await get()).toBe(token);
+      clock = 299_999;
+      expect(await get()).toBe(token);
+      expect(reads()).toBe(3);
+      // Unreadable: the error (the SDK's name only), not kept either.
+      clock = 300_000;
+      sm.fail('GetSecretValue', 'AccessDeniedException');
+      expect((await failure(get())).code).toBe('LEAK_CREDENTIALS_UNREADABLE');
+      expect(await get()).toBe(token);
+      expect(reads()).toBe(5);
+    });
+
+    it('takes GITHUB_TOKEN and never reads the secret; without either, has no token', async () => {
+      const env = value('ghp-env');
+      expect(await githubTokenSource({ GITHUB_TOKEN: env, REKEY_GITHUB_TOKEN_SECRET_ID: TOKEN_ID }, () => client)()).toBe(env);
+      expect(await githubTokenSource({}, () => client)()).toBeUndefined();
+      expect(sm.requests).toEqual([]);
     });
   });
 

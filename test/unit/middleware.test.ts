@@ -204,6 +204,48 @@ describe('lambdaHandler', () => {
     });
   });
 
+  describe("errors: 'http'", () => {
+    type HttpResult = { statusCode: number; headers?: Record<string, string>; body?: string };
+    const answer503 = (result: HttpResult) => {
+      expect(result.statusCode).toBe(503);
+      expect(result.headers).toEqual({ 'content-type': 'application/json', 'retry-after': '30' });
+      expect(JSON.parse(result.body!)).toEqual({ message: 'rekey could not take the request; send it again later' });
+    };
+
+    it('answers the early timeout 503 with Retry-After — never { ok: false }, which an HTTP API would send as 200', async () => {
+      const handler = lambdaHandler('probe', async (_event: unknown, ctx: HandlerContext<{ logger: Logger }>) => new Promise<HttpResult>((resolve) => ctx.signal.addEventListener('abort', () => resolve({ statusCode: 202 }), { once: true })), {
+        errors: 'http',
+        services,
+      });
+      // 1 s left: exactly the margin, so the timeout is due at once (no clock involved).
+      const result = (await handler(eventWithCanary(), lambdaContext(1_000))) as HttpResult;
+      guard.output('result', result);
+      answer503(result);
+      expect(logs.map((l) => JSON.parse(l) as { msg: string; error?: { code: string } }).find((l) => l.msg === 'handler failed')?.error?.code).toBe('TIMEOUT');
+    });
+
+    it('answers 503 for a throw, without the body, a header or the error in the reply', async () => {
+      const handler = lambdaHandler(
+        'probe',
+        async (event: { body: string }) => {
+          JSON.parse(`${event.body}}`); // a parser error quotes the body it choked on
+          return { statusCode: 202 };
+        },
+        { errors: 'http', services },
+      );
+      const result = (await handler(eventWithCanary(), lambdaContext())) as HttpResult;
+      guard.output('result', result);
+      answer503(result);
+    });
+
+    it('answers 503 when the services could not be built, logging on the fallback logger', async () => {
+      const handler = lambdaHandler('probe', async () => ({ statusCode: 202 }), { errors: 'http', services: () => Promise.reject(new ConfigError(`REKEY_LOG_LEVEL is invalid`)) });
+      const result = (await handler(eventWithCanary(), lambdaContext())) as HttpResult;
+      answer503(result);
+      expect(JSON.parse(stderr.join('').trim().split('\n').at(-1)!)).toMatchObject({ msg: 'handler failed', error: { code: 'CONFIG_INVALID' } });
+    });
+  });
+
   describe('handlers built on it', () => {
     let rekey: TestRekey;
     beforeEach(async () => {
@@ -250,6 +292,14 @@ describe('configuration', () => {
       }
       expect(error.message).toContain('REKEY_INGEST_TOKEN must be at least 16 characters');
       expect(error.message).toContain('REKEY_STORE must be local or aws');
+    });
+
+    it('takes an empty variable as unset: a deploy parameter left empty (ticketsRepo) must not stop every invocation', () => {
+      const parsed = parseConfig({ REKEY_TICKETS_REPO: '', GITHUB_TOKEN: '', SLACK_WEBHOOK_URL: '', REKEY_LOG_LEVEL: '' });
+      expect(parsed.REKEY_TICKETS_REPO).toBeUndefined();
+      expect(parsed.GITHUB_TOKEN).toBeUndefined();
+      expect(parsed.SLACK_WEBHOOK_URL).toBeUndefined();
+      expect(parsed.REKEY_LOG_LEVEL).toBe('warn');
     });
 
     it('applies the documented defaults', () => {

@@ -1,6 +1,9 @@
-import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
+import * as fsCallbacks from 'node:fs';
+import { statSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
-import lockfile from 'proper-lockfile';
+import { acquireDirLock } from '#adapters/locks/dir-lock.ts';
 import { RekeyError } from '#core/errors.ts';
 import { chain, parseRecord, verifyChain, type AuditEntry, type AuditRecord, type ChainCheck } from '#core/audit.ts';
 import type { AuditLog } from '#core/ports/audit-log.ts';
@@ -8,17 +11,42 @@ import type { AuditLog } from '#core/ports/audit-log.ts';
 /** How much of the file's end is read to find the last record (records are a few hundred bytes). */
 const TAIL_BYTES = 64 * 1024;
 
+/** A descriptor unused this long is closed (the next append opens the trail again). */
+const IDLE_CLOSE_MS = 2_000;
+
+/** Records written under one lock and one fsync at most (a burst of events from concurrent rotations). */
+const MAX_GROUP = 256;
+
+interface Waiting {
+  entry: AuditEntry;
+  resolve: (record: AuditRecord) => void;
+  reject: (error: unknown) => void;
+}
+
 /**
  * The laptop's audit trail: `<dir>/audit.jsonl`, one JSON record per line, each chained to the one
- * before by hash. Appends take a cross-process lock (proper-lockfile) so the CLI, `rekey serve` and
- * a second terminal can write at once and still leave one chain; within a process they queue.
+ * before by hash. Appends take a cross-process lock (locks/dir-lock.ts) so the CLI, `rekey serve` and
+ * a second terminal can write at once and still leave one chain; within a process they queue, and
+ * the records that queued while the previous write was on disk go together: one lock, one write,
+ * one fdatasync for the group (group commit), each append resolving once its record is durable.
  * The file is only ever appended to (mode 0600).
  */
 export class LocalChainAuditLog implements AuditLog {
   readonly kind = 'local-chain';
   readonly file: string;
   readonly #dir: string;
-  #queue: Promise<unknown> = Promise.resolve();
+  #waiting: Waiting[] = [];
+  #writing: Promise<void> | undefined;
+  #ready?: Promise<void>;
+  /**
+   * The end of the file as this process last left it: its inode, size and last record. When the
+   * file still has that inode and size under the lock, nobody appended since (the file only grows),
+   * so the last record is known without reading the file's tail.
+   */
+  #tail?: { ino: number; size: number; record: AuditRecord };
+  /** The trail's descriptor (O_APPEND), kept between appends: an open and a close fewer each time. */
+  #open?: { fd: number; ino: number };
+  #idle?: NodeJS.Timeout;
 
   constructor(options: { dir: string }) {
     this.#dir = options.dir;
@@ -26,9 +54,10 @@ export class LocalChainAuditLog implements AuditLog {
   }
 
   append(entry: AuditEntry): Promise<AuditRecord> {
-    const next = this.#queue.then(() => this.#appendLocked(entry));
-    this.#queue = next.catch(() => {});
-    return next;
+    return new Promise<AuditRecord>((resolve, reject) => {
+      this.#waiting.push({ entry, resolve, reject });
+      this.#writing ??= this.#drain();
+    });
   }
 
   async read(filter: { secretId?: string; since?: Date } = {}): Promise<AuditRecord[]> {
@@ -58,51 +87,89 @@ export class LocalChainAuditLog implements AuditLog {
     }
   }
 
-  async #appendLocked(entry: AuditEntry): Promise<AuditRecord> {
-    let release: (() => Promise<void>) | undefined;
+  async #drain(): Promise<void> {
     try {
-      await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-      // proper-lockfile locks an existing path: create the file empty once (never truncate it).
-      await writeFile(this.file, '', { flag: 'a', mode: 0o600 });
-      release = await lockfile.lock(this.file, {
-        realpath: false,
-        stale: 10_000,
-        retries: { retries: 200, factor: 1.2, minTimeout: 5, maxTimeout: 100, randomize: true },
-        // A lock lost while held (a very slow disk) must not crash the process from a timer.
-        onCompromised: () => {},
-      });
-      const previous = await this.#lastRecord();
-      const record = chain(entry, previous);
-      const handle = await open(this.file, 'a', 0o600);
-      try {
-        await handle.write(`${JSON.stringify(record)}\n`);
-        await handle.datasync();
-      } finally {
-        await handle.close();
+      while (this.#waiting.length) {
+        const group = this.#waiting.splice(0, MAX_GROUP);
+        try {
+          const records = await this.#appendGroup(group.map((w) => w.entry));
+          group.forEach((w, i) => w.resolve(records[i]!));
+        } catch (error) {
+          for (const w of group) w.reject(error);
+        }
       }
-      return record;
+    } finally {
+      this.#writing = undefined;
+    }
+  }
+
+  async #appendGroup(entries: AuditEntry[]): Promise<AuditRecord[]> {
+    let release: (() => Promise<void>) | undefined;
+    if (this.#idle) clearTimeout(this.#idle);
+    try {
+      this.#ready ??= mkdir(this.#dir, { recursive: true, mode: 0o700 }).then(
+        () => undefined,
+        (error: unknown) => {
+          this.#ready = undefined;
+          throw error;
+        },
+      );
+      await this.#ready;
+      // The directory `<file>.lock` (as proper-lockfile named it, so older processes respect it).
+      release = await acquireDirLock(`${this.file}.lock`, {
+        stale: 10_000,
+        update: 5_000,
+        retries: { retries: 200, factor: 1.2, minTimeout: 5, maxTimeout: 100, randomize: true },
+      });
+      // Under the lock nobody appends: the path's size now is where this group's records start.
+      const info = statSync(this.file, { throwIfNoEntry: false });
+      if (!this.#open || !info || info.ino !== this.#open.ino) {
+        // First append, or the trail was moved aside or replaced: (re)open the file at that path.
+        this.#close();
+        // Read and append through one descriptor: created 0600 when missing, never truncated.
+        const fd = fsCallbacks.openSync(this.file, 'a+', 0o600);
+        this.#open = { fd, ino: fsCallbacks.fstatSync(fd).ino };
+      }
+      const fd = this.#open.fd;
+      const size = info && info.ino === this.#open.ino ? info.size : fsCallbacks.fstatSync(fd).size;
+      const known = this.#tail && this.#tail.ino === this.#open.ino && this.#tail.size === size ? this.#tail.record : undefined;
+      let previous = known ?? (await this.#lastRecord(fd, size));
+      const records = entries.map((entry) => (previous = chain(entry, previous)));
+      const bytes = Buffer.from(records.map((record) => `${JSON.stringify(record)}\n`).join(''), 'utf8');
+      this.#tail = undefined; // until the write is known to be complete
+      // Into the page cache at once (O_APPEND, microseconds); only the fdatasync waits for the disk.
+      let written = 0;
+      while (written < bytes.length) written += fsCallbacks.writeSync(fd, bytes, written, bytes.length - written);
+      await fdatasyncAsync(fd);
+      this.#tail = { ino: this.#open.ino, size: size + bytes.length, record: records.at(-1)! };
+      return records;
     } catch (error) {
+      this.#close(); // start from the path again next time
       if (error instanceof RekeyError) throw error;
       throw failure('append to', error);
     } finally {
       await release?.().catch(() => {});
+      // The descriptor is kept while appends keep coming, and closed once they stop.
+      this.#idle = setTimeout(() => this.#close(), IDLE_CLOSE_MS);
+      this.#idle.unref();
     }
   }
 
+  #close(): void {
+    if (this.#idle) clearTimeout(this.#idle);
+    this.#idle = undefined;
+    if (!this.#open) return;
+    fsCallbacks.close(this.#open.fd, () => {});
+    this.#open = undefined;
+  }
+
   /** The last record, read from the end of the file (the trail only grows). */
-  async #lastRecord(): Promise<AuditRecord | undefined> {
-    const { size } = await stat(this.file);
+  async #lastRecord(fd: number, size: number): Promise<AuditRecord | undefined> {
     if (size === 0) return undefined;
     const length = Math.min(size, TAIL_BYTES);
-    const handle = await open(this.file, 'r');
-    let tail: string;
-    try {
-      const buffer = Buffer.alloc(length);
-      await handle.read(buffer, 0, length, size - length);
-      tail = buffer.toString('utf8');
-    } finally {
-      await handle.close();
-    }
+    const buffer = Buffer.alloc(length);
+    await readAsync(fd, buffer, 0, length, size - length);
+    const tail = buffer.toString('utf8');
     if (!tail.endsWith('\n')) throw new RekeyError('AUDIT_BROKEN', `the audit trail ${this.file} ends with a partial record: run \`rekey audit --verify\``);
     const lines = tail.slice(0, -1).split('\n');
     const last = lines.at(-1)!;
@@ -114,6 +181,9 @@ export class LocalChainAuditLog implements AuditLog {
     return asRecord(last, this.file);
   }
 }
+
+const readAsync = promisify(fsCallbacks.read);
+const fdatasyncAsync = promisify(fsCallbacks.fdatasync);
 
 function asRecord(line: string, file: string): AuditRecord {
   const record = parseRecord(line);

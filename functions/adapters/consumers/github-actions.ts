@@ -7,6 +7,9 @@ import type { Sealed } from '#core/sealed.ts';
 
 export const GITHUB_ACTIONS_CONSUMER = 'github-actions';
 
+/** A GitHub client, or what gives one when a push needs it (undefined: no token configured). */
+export type GitHubClientSource = Octokit | (() => Promise<Octokit | undefined>);
+
 const REPOSITORY = /^([A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))\/([A-Za-z0-9._-]{1,100})$/;
 /** GitHub's rules: letters, digits and `_`; not starting with a digit; no `GITHUB_` prefix. */
 const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,199}$/;
@@ -35,11 +38,17 @@ interface GitHubActionsSpec {
  */
 export class GitHubActionsConsumer implements ConsumerAdapter {
   readonly type = GITHUB_ACTIONS_CONSUMER;
-  readonly #octokit: Octokit | undefined;
+  readonly #octokit: GitHubClientSource | undefined;
+  readonly #tokenSetting: string;
 
-  /** Without an Octokit (no GITHUB_TOKEN) specs still validate; a push fails with CONFIG_INVALID. */
-  constructor(options: { octokit?: Octokit }) {
+  /**
+   * Without an Octokit (no token) specs still validate; a push fails with CONFIG_INVALID naming
+   * `tokenSetting` (default GITHUB_TOKEN). A function is called on each push, and only then (on
+   * AWS it reads the token's secret): a value without a GitHub consumer costs no read.
+   */
+  constructor(options: { octokit?: GitHubClientSource; tokenSetting?: string }) {
     this.#octokit = options.octokit;
+    this.#tokenSetting = options.tokenSetting ?? 'GITHUB_TOKEN';
   }
 
   validate(spec: ConsumerSpec, where: string): void {
@@ -55,8 +64,9 @@ export class GitHubActionsConsumer implements ConsumerAdapter {
   async push(request: ConsumerPush): Promise<ConsumerPushOutcome> {
     const spec = this.#parse(request.consumer, `a consumer of ${request.secretId}`);
     const name = this.describe(request.consumer);
-    const octokit = this.#octokit;
-    if (!octokit) throw new ConfigError(`GITHUB_TOKEN must be set to push ${request.secretId} to ${name}`);
+    // A failed token read throws its own error (LEAK_CREDENTIALS_UNREADABLE…), which names no value.
+    const octokit = typeof this.#octokit === 'function' ? await this.#octokit() : this.#octokit;
+    if (!octokit) throw new ConfigError(`no GitHub token to push ${request.secretId} to ${name}: set ${this.#tokenSetting}`);
     let value: unknown;
     try {
       value = JSON.parse(request.value.reveal());

@@ -1,17 +1,19 @@
-import type { Octokit } from '@octokit/rest';
 import { ValidationError } from '#core/errors.ts';
 import type { ConsumerAdapter, ConsumerRegistry } from '#core/ports/consumer.ts';
 import type { EventBus } from '#core/ports/event-bus.ts';
 import { EventRequestConsumer } from './event-request.ts';
-import { GitHubActionsConsumer } from './github-actions.ts';
+import { GitHubActionsConsumer, type GitHubClientSource } from './github-actions.ts';
 
-/** Every consumer type rekey knows. GitHub pushes need an Octokit (GITHUB_TOKEN); events need the bus. */
+/**
+ * Every consumer type rekey knows. GitHub pushes need an Octokit, or a source giving one on the
+ * first push (runtime/github-client.ts); events need the bus.
+ */
 export class ConsumerAdapters implements ConsumerRegistry {
   readonly #byType: Map<string, ConsumerAdapter>;
 
-  constructor(options: { events: EventBus; octokit?: Octokit; now?: () => Date }) {
+  constructor(options: { events: EventBus; octokit?: GitHubClientSource; tokenSetting?: string; now?: () => Date }) {
     const adapters: ConsumerAdapter[] = [
-      new GitHubActionsConsumer(options.octokit ? { octokit: options.octokit } : {}),
+      new GitHubActionsConsumer({ ...(options.octokit ? { octokit: options.octokit } : {}), ...(options.tokenSetting ? { tokenSetting: options.tokenSetting } : {}) }),
       new EventRequestConsumer({ events: options.events, ...(options.now ? { now: options.now } : {}) }),
     ];
     this.#byType = new Map(adapters.map((a) => [a.type, a]));

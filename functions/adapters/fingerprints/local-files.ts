@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FingerprintHit, FingerprintIndex } from '#core/ports/fingerprint-index.ts';
 import type { FingerprintForm } from '#core/fingerprint.ts';
@@ -8,7 +8,14 @@ import type { FingerprintForm } from '#core/fingerprint.ts';
  * The local index: one small file per (fingerprint, secret, version) under
  * `<dir>/fingerprints/<fp>/`, so a lookup reads one directory and writers never contend, plus a
  * manifest per secret to forget old versions. It holds HMACs only; it is rebuilt from the store
- * if lost, so files are renamed into place without fsync.
+ * if lost, so nothing here is fsynced.
+ *
+ * Its file operations are synchronous, on purpose. Each is a metadata operation on a file of a few
+ * dozen bytes that never waits for the disk (no fsync): 10–40 µs of kernel time. Through libuv's
+ * pool the same operation costs 60–240 µs of CPU on a small busy machine (a hand-off to a pool
+ * thread and back, and the context switches), and a recorded version takes about twenty of them —
+ * measured, 6 ms of CPU per record against under 1 ms now, on every rotation. The event loop is
+ * held for well under a millisecond per record.
  */
 export class LocalFileFingerprintIndex implements FingerprintIndex {
   private readonly root: string;
@@ -17,29 +24,28 @@ export class LocalFileFingerprintIndex implements FingerprintIndex {
     this.root = join(options.dir, 'fingerprints');
   }
 
-  async record(secretId: string, versionId: string, fingerprints: { form: FingerprintForm; value: string }[]): Promise<void> {
-    const manifest = await this.readManifest(secretId);
-    const keep = new Set(fingerprints.map((f) => f.value));
-    // Independent files: written at once (a rotation waits for this on its way to the database).
-    await Promise.all([
-      ...(manifest[versionId] ?? []).filter((old) => !keep.has(old)).map((old) => this.removeHit(old, secretId, versionId)),
-      ...fingerprints.map(async (fp) => {
-        const dir = join(this.root, fp.value);
-        await mkdir(dir, { recursive: true, mode: 0o700 });
-        await atomicWrite(join(dir, hitName(secretId, versionId)), JSON.stringify({ secretId, versionId, form: fp.form }));
-      }),
-    ]);
+  async record(secretId: string, versionId: string, fingerprints: { form: FingerprintForm; value: string }[], options: { keepVersionIds?: string[] } = {}): Promise<void> {
+    const manifest = this.readManifest(secretId);
+    const before = { ...manifest };
     manifest[versionId] = fingerprints.map((f) => f.value);
-    await this.writeManifest(secretId, manifest);
+    // With `keepVersionIds`, the versions not kept are forgotten in the same pass (one manifest write).
+    const keepIds = options.keepVersionIds;
+    if (keepIds) for (const id of Object.keys(manifest)) if (!keepIds.includes(id)) delete manifest[id];
+    const kept = new Set(manifest[versionId] ?? []);
+    // The manifest first: `forget` tolerates a listed hit that is missing (a crash before it was
+    // written), whereas a hit no manifest lists would never be forgotten. A lookup never reads it.
+    this.writeManifest(secretId, manifest);
+    for (const [id, fps] of Object.entries(before)) for (const fp of fps) if (!(manifest[id] ?? []).includes(fp)) this.removeHit(fp, secretId, id);
+    for (const fp of fingerprints) if (kept.has(fp.value)) this.writeHit(fp, secretId, versionId);
   }
 
   async forget(secretId: string, keepVersionIds: string[]): Promise<void> {
-    const manifest = await this.readManifest(secretId);
+    const manifest = this.readManifest(secretId);
     const stale = Object.keys(manifest).filter((versionId) => !keepVersionIds.includes(versionId));
     if (!stale.length) return;
-    await Promise.all(stale.flatMap((versionId) => manifest[versionId]!.map((fp) => this.removeHit(fp, secretId, versionId))));
+    for (const versionId of stale) for (const fp of manifest[versionId]!) this.removeHit(fp, secretId, versionId);
     for (const versionId of stale) delete manifest[versionId];
-    await this.writeManifest(secretId, manifest);
+    this.writeManifest(secretId, manifest);
   }
 
   async lookup(fingerprint: string): Promise<FingerprintHit[]> {
@@ -47,7 +53,7 @@ export class LocalFileFingerprintIndex implements FingerprintIndex {
     const dir = join(this.root, fingerprint);
     let names: string[];
     try {
-      names = await readdir(dir);
+      names = readdirSync(dir);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw error;
@@ -55,42 +61,82 @@ export class LocalFileFingerprintIndex implements FingerprintIndex {
     const hits: FingerprintHit[] = [];
     for (const name of names.filter((n) => n.endsWith('.json'))) {
       try {
-        hits.push(JSON.parse(await readFile(join(dir, name), 'utf8')) as FingerprintHit);
+        hits.push(JSON.parse(readFileSync(join(dir, name), 'utf8')) as FingerprintHit);
       } catch {
-        // a file removed between readdir and read: the version was just forgotten
+        // a file removed between readdir and read (the version was just forgotten), or one being
+        // created this very moment (read as empty): as if looked up a moment earlier
       }
     }
     return hits;
   }
 
-  private async removeHit(fp: string, secretId: string, versionId: string): Promise<void> {
-    await rm(join(this.root, fp, hitName(secretId, versionId)), { force: true });
+  /**
+   * A new hit is created in place ('wx': one open, one write); a lookup that reads it half-written
+   * skips it as if it were a moment later. An existing one (a replayed record) is replaced atomically.
+   */
+  private writeHit(fp: { form: FingerprintForm; value: string }, secretId: string, versionId: string): void {
+    const dir = join(this.root, fp.value);
+    const path = join(dir, hitName(secretId, versionId));
+    const text = JSON.stringify({ secretId, versionId, form: fp.form });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    try {
+      writeFileSync(path, text, { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      atomicWrite(path, text);
+    }
+  }
+
+  private removeHit(fp: string, secretId: string, versionId: string): void {
+    try {
+      unlinkSync(join(this.root, fp, hitName(secretId, versionId)));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
   }
 
   private manifestPath(secretId: string): string {
     return join(this.root, 'by-secret', `${sha256(secretId)}.json`);
   }
 
-  private async readManifest(secretId: string): Promise<Record<string, string[]>> {
+  private readManifest(secretId: string): Record<string, string[]> {
     try {
-      return JSON.parse(await readFile(this.manifestPath(secretId), 'utf8')) as Record<string, string[]>;
+      return JSON.parse(readFileSync(this.manifestPath(secretId), 'utf8')) as Record<string, string[]>;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
       throw error;
     }
   }
 
-  private async writeManifest(secretId: string, manifest: Record<string, string[]>): Promise<void> {
-    await mkdir(join(this.root, 'by-secret'), { recursive: true, mode: 0o700 });
-    await atomicWrite(this.manifestPath(secretId), JSON.stringify(manifest));
+  private writeManifest(secretId: string, manifest: Record<string, string[]>): void {
+    const path = this.manifestPath(secretId);
+    const text = JSON.stringify(manifest);
+    try {
+      atomicWrite(path, text);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      // The first manifest of this index: make its directory, then write.
+      mkdirSync(join(this.root, 'by-secret'), { recursive: true, mode: 0o700 });
+      atomicWrite(path, text);
+    }
   }
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const hitName = (secretId: string, versionId: string) => `${sha256(secretId).slice(0, 32)}-${sha256(versionId).slice(0, 16)}.json`;
 
-async function atomicWrite(path: string, text: string): Promise<void> {
+/** Writes `text` under a temporary name and renames it over `path`. */
+function atomicWrite(path: string, text: string): void {
   const temp = `${path}.${process.pid}.${Math.random().toString(16).slice(2)}.tmp`;
-  await writeFile(temp, text, { mode: 0o600 });
-  await rename(temp, path);
+  writeFileSync(temp, text, { mode: 0o600 });
+  try {
+    renameSync(temp, path);
+  } catch (error) {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // nothing left to clean
+    }
+    throw error;
+  }
 }

@@ -23,11 +23,13 @@ const PREFIX = 'rekey:fp:';
 export class SecretTagsFingerprintIndex implements FingerprintIndex {
   constructor(private readonly client: SecretsManagerClient) {}
 
-  async record(secretId: string, versionId: string, fingerprints: { form: FingerprintForm; value: string }[]): Promise<void> {
-    if (fingerprints.length === 0) return;
-    await this.call(secretId, () =>
-      this.client.send(new TagResourceCommand({ SecretId: secretId, Tags: fingerprints.map((f) => ({ Key: `${PREFIX}${versionId}:${f.form}`, Value: f.value })) })),
-    );
+  async record(secretId: string, versionId: string, fingerprints: { form: FingerprintForm; value: string }[], options: { keepVersionIds?: string[] } = {}): Promise<void> {
+    if (fingerprints.length > 0) {
+      await this.call(secretId, () =>
+        this.client.send(new TagResourceCommand({ SecretId: secretId, Tags: fingerprints.map((f) => ({ Key: `${PREFIX}${versionId}:${f.form}`, Value: f.value })) })),
+      );
+    }
+    if (options.keepVersionIds) await this.forget(secretId, options.keepVersionIds);
   }
 
   async forget(secretId: string, keepVersionIds: string[]): Promise<void> {

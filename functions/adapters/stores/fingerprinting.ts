@@ -14,6 +14,8 @@ const KEEP_VERSIONS = 5;
  */
 export class FingerprintingStore implements SecretStore {
   readonly kind: string;
+  /** The inner store's atomic batch of label moves and tags, when it has one (values are not touched: nothing to index). */
+  readonly updateVersionStages?: SecretStore['updateVersionStages'];
 
   constructor(
     private readonly inner: SecretStore,
@@ -23,6 +25,7 @@ export class FingerprintingStore implements SecretStore {
     private readonly kinds: Pick<CredentialKindRegistry, 'forEngine'>,
   ) {
     this.kind = inner.kind;
+    if (inner.updateVersionStages) this.updateVersionStages = inner.updateVersionStages.bind(inner);
   }
 
   async createSecret(secretId: string, value: Sealed<string>, options?: Parameters<SecretStore['createSecret']>[2]) {
@@ -38,8 +41,9 @@ export class FingerprintingStore implements SecretStore {
     const fingerprints = fingerprintsOfValue(this.indexKey, value, this.kinds);
     fingerprints.catch(() => {});
     await this.inner.putSecretValue(secretId, versionId, value, stages);
-    await this.index.record(secretId, versionId, await fingerprints);
-    await this.prune(secretId);
+    // Recorded, and the versions beyond the newest few forgotten, in one pass of the index.
+    const [found, { versions }] = await Promise.all([fingerprints, this.inner.describeSecret(secretId)]);
+    await this.index.record(secretId, versionId, found, { keepVersionIds: versions.slice(0, KEEP_VERSIONS).map((v) => v.versionId) });
   }
 
   getSecretValue(...args: Parameters<SecretStore['getSecretValue']>) {
@@ -64,10 +68,5 @@ export class FingerprintingStore implements SecretStore {
 
   async setRotationEnabled(secretId: string, enabled: boolean) {
     await this.inner.setRotationEnabled?.(secretId, enabled);
-  }
-
-  private async prune(secretId: string): Promise<void> {
-    const { versions } = await this.inner.describeSecret(secretId);
-    await this.index.forget(secretId, versions.slice(0, KEEP_VERSIONS).map((v) => v.versionId));
   }
 }

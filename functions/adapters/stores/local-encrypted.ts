@@ -1,11 +1,12 @@
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import * as fsCallbacks from 'node:fs';
 import { link, mkdir, open, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import lockfile from 'proper-lockfile';
-import writeFileAtomic from 'write-file-atomic';
+import { promisify } from 'node:util';
+import { acquireDirLock, type ReleaseLock } from '#adapters/locks/dir-lock.ts';
 import { mapLimit } from '#core/concurrency.ts';
 import { ConfigError, ConflictError, NotFoundError, RekeyError, StoreIntegrityError, ValidationError } from '#core/errors.ts';
-import { STAGE, type SecretDescription, type SecretStore, type SecretVersion } from '#core/ports/secret-store.ts';
+import { STAGE, type SecretDescription, type SecretStore, type SecretVersion, type StageMove } from '#core/ports/secret-store.ts';
 import { Sealed } from '#core/sealed.ts';
 
 /**
@@ -17,7 +18,7 @@ import { Sealed } from '#core/sealed.ts';
 export const KEEP_UNLABELLED_VERSIONS = 10;
 
 /**
- * The per-secret write lock (proper-lockfile: a `<file>.lock` directory whose mtime is refreshed
+ * The per-secret write lock (locks/dir-lock.ts: a `<file>.lock` directory whose mtime is refreshed
  * while held). A write holds it for milliseconds, so a lock 5 s old belongs to a killed process
  * and is taken over; writers wait up to ~10 s, longer than `stale`, so they outlast a dead
  * writer's lock instead of failing.
@@ -87,6 +88,8 @@ export class LocalEncryptedStore implements SecretStore {
   readonly #secretsDir: string;
   readonly #encryptionKey: Buffer;
   readonly #keyId: Buffer;
+  /** Names this key's descriptions in the read cache (derived, so it says nothing about the key). */
+  readonly #cacheTag: string;
   readonly #now: () => Date;
   #writable?: Promise<void>;
 
@@ -97,6 +100,7 @@ export class LocalEncryptedStore implements SecretStore {
     const keys = deriveKeys(options.key);
     this.#encryptionKey = keys.encryptionKey;
     this.#keyId = keys.keyId;
+    this.#cacheTag = keys.cacheTag;
     this.#now = options.now ?? (() => new Date());
   }
 
@@ -186,40 +190,49 @@ export class LocalEncryptedStore implements SecretStore {
 
   async updateVersionStage(secretId: string, stage: string, move: { moveToVersionId?: string; removeFromVersionId?: string }): Promise<void> {
     checkSecretId(secretId);
-    checkName(stage, 'stage');
-    const { moveToVersionId, removeFromVersionId } = move;
-    if (moveToVersionId === undefined && removeFromVersionId === undefined) {
-      throw new ValidationError(`updateVersionStage of ${stage} on secret ${secretId} needs moveToVersionId, removeFromVersionId or both`);
-    }
+    checkMove(secretId, { stage, ...move });
     await this.#mutate(secretId, (doc) => {
       if (!doc) throw secretNotFound(secretId);
-      const holder = doc.versions.find((v) => v.stages.includes(stage));
-      if (removeFromVersionId !== undefined) findVersion(doc, removeFromVersionId);
-      if (moveToVersionId !== undefined) findVersion(doc, moveToVersionId);
-      const where = `stage ${stage} of secret ${secretId} is on ${holder ? `version ${holder.versionId}` : 'no version'}`;
-      if (removeFromVersionId !== undefined && removeFromVersionId !== holder?.versionId) {
-        throw new ConflictError(`${where}, not on version ${removeFromVersionId}`, 'STAGE_CONFLICT');
+      return applyStageMove(doc, secretId, { stage, ...move }, this.#now) ? doc : undefined;
+    });
+  }
+
+  /**
+   * Label moves (in order, each with updateVersionStage's rules) and a tag merge in one write: the
+   * change runs on the document read under the lock and throws before anything is written, so a
+   * refused move leaves the file as it was — all of it or none of it.
+   */
+  async updateVersionStages(secretId: string, moves: StageMove[], options: { tags?: Record<string, string> } = {}): Promise<void> {
+    checkSecretId(secretId);
+    for (const move of moves) checkMove(secretId, move);
+    const tags = checkTags(options.tags ?? {});
+    await this.#mutate(secretId, (doc) => {
+      if (!doc) throw secretNotFound(secretId);
+      let changed = false;
+      for (const move of moves) changed = applyStageMove(doc, secretId, move, this.#now) || changed;
+      const newTags = Object.entries(tags).filter(([key, value]) => !(Object.hasOwn(doc.tags, key) && doc.tags[key] === value));
+      if (newTags.length > 0) {
+        doc.tags = { ...doc.tags, ...Object.fromEntries(newTags) };
+        changed = true;
       }
-      if (moveToVersionId === undefined) {
-        // A secret always has a current version: AWSCURRENT can only move (AWS refuses this too).
-        if (stage === STAGE.current) throw new ValidationError(`AWSCURRENT of secret ${secretId} can only be moved to another version, not removed`);
-        holder!.stages = holder!.stages.filter((s) => s !== stage);
-        return doc;
-      }
-      if (holder?.versionId === moveToVersionId) return undefined; // already there
-      if (holder && removeFromVersionId === undefined) {
-        throw new ConflictError(`${where}: pass removeFromVersionId ${holder.versionId} to move it`, 'STAGE_CONFLICT');
-      }
-      attachStage(doc, stage, moveToVersionId);
-      // A rotation finishes by moving AWSCURRENT; the schedule measures max-age from here.
-      if (stage === STAGE.current) doc.lastRotatedAt = this.#now().toISOString();
-      return doc;
+      return changed ? doc : undefined;
     });
   }
 
   async describeSecret(secretId: string): Promise<SecretDescription> {
     checkSecretId(secretId);
-    return describe(await this.#load(secretId));
+    const { file, hash, where } = this.#fileOf(secretId);
+    const entry = await readSecretFile(file);
+    if (!entry) throw secretNotFound(secretId);
+    // Identifiers only (no value): kept with the cached bytes it was read from, per key, so a
+    // describe of an unchanged file needs no decryption. A store under another key has no entry
+    // of its own and fails to decrypt as before.
+    let description = entry.descriptions.get(this.#cacheTag);
+    if (!description) {
+      description = describe(this.#open(entry.bytes, hash, where));
+      entry.descriptions.set(this.#cacheTag, description);
+    }
+    return copyDescription(description);
   }
 
   async listSecrets(filter: { tags?: Record<string, string> } = {}): Promise<SecretDescription[]> {
@@ -287,22 +300,23 @@ export class LocalEncryptedStore implements SecretStore {
     return doc;
   }
 
-  async #read(secretId: string): Promise<SecretDocument | undefined> {
+  /**
+   * The secret's document, or undefined when it has no file. `fresh` reads the bytes from disk;
+   * otherwise bytes read before are reused when the file's identity is unchanged (see readSecretFile).
+   * Either way they are decrypted and authenticated here, on every read.
+   */
+  async #read(secretId: string, fresh = false): Promise<SecretDocument | undefined> {
     const { file, hash, where } = this.#fileOf(secretId);
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(file);
-    } catch (error) {
-      if (isMissing(error)) return undefined;
-      throw error;
-    }
+    const bytes = fresh ? readFileFresh(file) : (await readSecretFile(file))?.bytes;
+    if (!bytes) return undefined;
     return this.#open(bytes, hash, where);
   }
 
   /**
    * Read, change, write back under the secret's lock. `change` returns the document to write, or
    * undefined when there is nothing to do. It runs only after the file decrypted, so a wrong key or
-   * a damaged file stops here and nothing is written.
+   * a damaged file stops here and nothing is written. The document is read from disk, never from
+   * the read cache: a write must start from exactly what the file holds.
    */
   async #mutate(secretId: string, change: (doc: SecretDocument | undefined) => SecretDocument | undefined): Promise<void> {
     this.#writable ??= this.#prepareWrites();
@@ -315,13 +329,12 @@ export class LocalEncryptedStore implements SecretStore {
     const { file, hash, where } = this.#fileOf(secretId);
     await inProcessQueue(file, () =>
       withWriteLock(file, where, async (assertStillHeld) => {
-        const next = change(await this.#read(secretId));
+        const next = change(await this.#read(secretId, true));
         if (!next) return;
         pruneUnlabelled(next);
         const bytes = this.#seal(next, hash);
-        assertStillHeld();
-        await writeFileAtomic(file, bytes, { mode: 0o600 }); // temp file, fsync, rename
-        await fsyncDirectory(this.#secretsDir); // make the rename itself durable
+        // Temp file, fsync, rename, fsync of the directory (shared with concurrent writers).
+        await writeSecretFile(file, this.#secretsDir, bytes, assertStillHeld);
       }),
     );
   }
@@ -372,9 +385,13 @@ export class LocalEncryptedStore implements SecretStore {
 // ---- keys -----------------------------------------------------------------------------------------
 
 /** Separate keys per use (HKDF), so the file key id reveals nothing about the encryption key. */
-function deriveKeys(masterKey: Buffer): { encryptionKey: Buffer; keyId: Buffer } {
+function deriveKeys(masterKey: Buffer): { encryptionKey: Buffer; keyId: Buffer; cacheTag: string } {
   const derive = (info: string, length: number) => Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), info, length));
-  return { encryptionKey: derive('rekey local store aes-256-gcm v1', 32), keyId: derive('rekey local store key id v1', KEY_ID_BYTES) };
+  return {
+    encryptionKey: derive('rekey local store aes-256-gcm v1', 32),
+    keyId: derive('rekey local store key id v1', KEY_ID_BYTES),
+    cacheTag: derive('rekey local store read cache v1', 16).toString('hex'),
+  };
 }
 
 function decodeMasterKey(text: string, invalid: () => RekeyError): Buffer {
@@ -463,6 +480,42 @@ async function checkKeyId(dir: string, keyId: Buffer, createIfMissing: boolean):
 
 // ---- documents --------------------------------------------------------------------------------------
 
+function checkMove(secretId: string, move: StageMove): void {
+  checkName(move.stage, 'stage');
+  if (move.moveToVersionId === undefined && move.removeFromVersionId === undefined) {
+    throw new ValidationError(`updateVersionStage of ${move.stage} on secret ${secretId} needs moveToVersionId, removeFromVersionId or both`);
+  }
+}
+
+/**
+ * One label change with Secrets Manager's rules (see the port). Returns whether `doc` changed;
+ * throws, leaving the caller to write nothing, when the move is refused.
+ */
+function applyStageMove(doc: SecretDocument, secretId: string, move: StageMove, now: () => Date): boolean {
+  const { stage, moveToVersionId, removeFromVersionId } = move;
+  const holder = doc.versions.find((v) => v.stages.includes(stage));
+  if (removeFromVersionId !== undefined) findVersion(doc, removeFromVersionId);
+  if (moveToVersionId !== undefined) findVersion(doc, moveToVersionId);
+  const where = `stage ${stage} of secret ${secretId} is on ${holder ? `version ${holder.versionId}` : 'no version'}`;
+  if (removeFromVersionId !== undefined && removeFromVersionId !== holder?.versionId) {
+    throw new ConflictError(`${where}, not on version ${removeFromVersionId}`, 'STAGE_CONFLICT');
+  }
+  if (moveToVersionId === undefined) {
+    // A secret always has a current version: AWSCURRENT can only move (AWS refuses this too).
+    if (stage === STAGE.current) throw new ValidationError(`AWSCURRENT of secret ${secretId} can only be moved to another version, not removed`);
+    holder!.stages = holder!.stages.filter((s) => s !== stage);
+    return true;
+  }
+  if (holder?.versionId === moveToVersionId) return false; // already there
+  if (holder && removeFromVersionId === undefined) {
+    throw new ConflictError(`${where}: pass removeFromVersionId ${holder.versionId} to move it`, 'STAGE_CONFLICT');
+  }
+  attachStage(doc, stage, moveToVersionId);
+  // A rotation finishes by moving AWSCURRENT; the schedule measures max-age from here.
+  if (stage === STAGE.current) doc.lastRotatedAt = now().toISOString();
+  return true;
+}
+
 /** Moves `stage` to `versionId`; moving AWSCURRENT moves AWSPREVIOUS to the version that had it. */
 function attachStage(doc: SecretDocument, stage: string, versionId: string): void {
   const holder = doc.versions.find((v) => v.stages.includes(stage));
@@ -497,6 +550,18 @@ function describe(doc: SecretDocument): SecretDescription {
     rotationEnabled: doc.rotationEnabled,
     ...(doc.lastRotatedAt ? { lastRotatedAt: new Date(doc.lastRotatedAt) } : {}),
     versions,
+  };
+}
+
+/** A description the caller may change freely (the cached one is shared). */
+function copyDescription(d: SecretDescription): SecretDescription {
+  return {
+    secretId: d.secretId,
+    createdAt: new Date(d.createdAt.getTime()),
+    tags: { ...d.tags },
+    rotationEnabled: d.rotationEnabled,
+    ...(d.lastRotatedAt ? { lastRotatedAt: new Date(d.lastRotatedAt.getTime()) } : {}),
+    versions: d.versions.map((v) => ({ versionId: v.versionId, stages: [...v.stages], createdAt: new Date(v.createdAt.getTime()) })),
   };
 }
 
@@ -588,6 +653,244 @@ async function fsyncDirectory(dir: string): Promise<void> {
   }
 }
 
+const openAsync = promisify(fsCallbacks.open);
+const fsyncAsync = promisify(fsCallbacks.fsync);
+const closeQuietly = (fd: number) => fsCallbacks.close(fd, () => {});
+
+// ---- the read cache and the file operations ------------------------------------------------------
+//
+// A rotation reads one secret file a dozen times (describe, AWSCURRENT, the pending value, again
+// per step) and each read was open + fstat + read + close on libuv's pool, then a decryption. The
+// cache keeps the encrypted bytes last read or written per file, and a read that finds the file's
+// identity unchanged — one stat(2) — reuses them. What is cached is ciphertext: every read still
+// authenticates and decrypts, so no plaintext outlives the call that asked for it, and a store
+// with another key fails exactly as before.
+//
+// Why the identity is enough across processes: every rekey writer replaces a secret file by
+// rename(2) (a new inode), never in place. A cached entry keeps a descriptor of its inode open, so
+// that inode cannot be freed and its number cannot be handed to a later file: the same device and
+// inode number mean the same file, and an unchanged size, mtime and ctime mean nobody rewrote it in
+// place either. Writes (#mutate) never use the cache: they read the file from disk under the lock.
+//
+// Which operations are synchronous: those that only touch the kernel's caches — stat, opening and
+// reading a file of a few KB that was just written or read, writing one into the page cache,
+// rename. Each takes microseconds; through libuv's pool each costs 60–240 µs of CPU and a
+// scheduling delay on a small busy machine, and a rotation made about sixty of them. What waits for
+// the disk stays asynchronous: the fsync of the file and the fsync of its directory.
+
+interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+interface CachedFile {
+  bytes: Buffer;
+  identity: FileIdentity;
+  /** An open descriptor of the cached inode: while it is open, the inode number cannot be reused. */
+  pin: number;
+  /** describeSecret's answer for these bytes (identifiers, no value), per store key (cache tag). */
+  descriptions: Map<string, SecretDescription>;
+}
+
+/** Files whose bytes are kept (one descriptor each), least recently used dropped first; process-wide. */
+export const READ_CACHE_FILES = 64;
+const readCache = new Map<string, CachedFile>();
+
+const identityOf = (info: fsCallbacks.BigIntStats): FileIdentity => ({ dev: info.dev, ino: info.ino, size: info.size, mtimeNs: info.mtimeNs, ctimeNs: info.ctimeNs });
+const sameIdentity = (a: FileIdentity, b: FileIdentity) => a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+
+function remember(file: string, entry: CachedFile): void {
+  const previous = readCache.get(file);
+  readCache.delete(file);
+  if (previous && previous.pin !== entry.pin) closeQuietly(previous.pin);
+  readCache.set(file, entry);
+  while (readCache.size > READ_CACHE_FILES) {
+    const [oldest, dropped] = readCache.entries().next().value as [string, CachedFile];
+    readCache.delete(oldest);
+    closeQuietly(dropped.pin);
+  }
+}
+
+function forget(file: string): void {
+  const entry = readCache.get(file);
+  if (!entry) return;
+  readCache.delete(file);
+  closeQuietly(entry.pin);
+}
+
+/** Drops every cached file (tests; a process that wants its descriptors back). */
+export function clearReadCache(): void {
+  for (const file of [...readCache.keys()]) forget(file);
+}
+
+/**
+ * A secret file's cache entry (undefined when the file does not exist): the cached one when the
+ * file's identity is unchanged, else the file read again. The check is a synchronous stat(2) —
+ * a lookup of an inode the kernel has cached, microseconds, where a trip through libuv's pool
+ * (the read it saves) costs far more on a busy machine.
+ */
+async function readSecretFile(file: string): Promise<CachedFile | undefined> {
+  const cached = readCache.get(file);
+  if (cached) {
+    const info = fsCallbacks.statSync(file, { bigint: true, throwIfNoEntry: false });
+    if (!info) {
+      forget(file);
+      return undefined;
+    }
+    if (sameIdentity(cached.identity, identityOf(info))) {
+      readCache.delete(file); // most recently used goes last
+      readCache.set(file, cached);
+      return cached;
+    }
+  }
+  let fd: number;
+  try {
+    fd = fsCallbacks.openSync(file, 'r');
+  } catch (error) {
+    if (!isMissing(error)) throw error;
+    forget(file);
+    return undefined;
+  }
+  try {
+    // The identity is taken before the bytes: a change after this point shows as another identity.
+    const identity = identityOf(fsCallbacks.fstatSync(fd, { bigint: true }));
+    const bytes = readAll(fd, Number(identity.size));
+    const entry: CachedFile = { bytes, identity, pin: fd, descriptions: new Map() };
+    remember(file, entry);
+    return entry;
+  } catch (error) {
+    closeQuietly(fd);
+    throw error;
+  }
+}
+
+/** A secret file's bytes read from disk now (undefined when it does not exist), bypassing the cache: what a write starts from. */
+function readFileFresh(file: string): Buffer | undefined {
+  try {
+    return fsCallbacks.readFileSync(file);
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw error;
+  }
+}
+
+function readAll(fd: number, size: number): Buffer {
+  const buffer = Buffer.alloc(size);
+  let offset = 0;
+  while (offset < size) {
+    const bytesRead = fsCallbacks.readSync(fd, buffer, offset, size - offset, offset);
+    if (bytesRead === 0) break; // shrank meanwhile: what was read fails authentication
+    offset += bytesRead;
+  }
+  return offset === size ? buffer : buffer.subarray(0, offset);
+}
+
+/**
+ * Replaces `file` atomically and durably: a temp file (0600) written and fsynced, renamed over
+ * `file`, then the directory fsynced so the rename survives a crash. The temp file's descriptor
+ * stays open as the new bytes' cache pin. `beforeRename` may throw to abandon the write (a lost lock).
+ */
+async function writeSecretFile(file: string, dir: string, bytes: Buffer, beforeRename: () => void): Promise<void> {
+  const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const fd = fsCallbacks.openSync(temp, 'wx', 0o600);
+  let renamed = false;
+  try {
+    let offset = 0;
+    while (offset < bytes.length) offset += fsCallbacks.writeSync(fd, bytes, offset, bytes.length - offset, offset);
+    await fsyncAsync(fd);
+    beforeRename();
+    fsCallbacks.renameSync(temp, file);
+    renamed = true;
+    // After the rename (which may change ctime): the identity readers will see.
+    const identity = identityOf(fsCallbacks.fstatSync(fd, { bigint: true }));
+    await syncDirectory(dir);
+    remember(file, { bytes, identity, pin: fd, descriptions: new Map() });
+  } catch (error) {
+    if (renamed) forget(file);
+    else {
+      try {
+        fsCallbacks.unlinkSync(temp);
+      } catch {
+        // nothing left to clean
+      }
+    }
+    closeQuietly(fd);
+    throw error;
+  }
+}
+
+/**
+ * An open descriptor per secrets directory, for its fsyncs (an open and a close fewer per write).
+ * Checked against the directory's inode before each use (the descriptor pins that inode, so a
+ * match means the same directory): a store directory removed and made again gets a new one.
+ */
+const directoryHandles = new Map<string, { fd: number; dev: number; ino: number }>();
+const DIRECTORY_HANDLES = 16;
+
+async function fsyncSecretsDirectory(dir: string): Promise<void> {
+  const info = fsCallbacks.statSync(dir);
+  let held = directoryHandles.get(dir);
+  if (held && (held.dev !== info.dev || held.ino !== info.ino)) {
+    directoryHandles.delete(dir);
+    closeQuietly(held.fd);
+    held = undefined;
+  }
+  if (!held) {
+    const fd = await openAsync(dir, 'r');
+    let opened: fsCallbacks.Stats;
+    try {
+      opened = fsCallbacks.fstatSync(fd);
+    } catch (error) {
+      closeQuietly(fd);
+      throw error;
+    }
+    held = { fd, dev: opened.dev, ino: opened.ino };
+    const raced = directoryHandles.get(dir);
+    if (raced) closeQuietly(raced.fd);
+    directoryHandles.set(dir, held);
+    // Beyond the limit, the oldest go — never one whose sync is under way (its descriptor is in use).
+    for (const [other, handle] of directoryHandles) {
+      if (directoryHandles.size <= DIRECTORY_HANDLES) break;
+      if (other === dir || directorySyncs.get(other)?.running) continue;
+      directoryHandles.delete(other);
+      closeQuietly(handle.fd);
+    }
+  }
+  await fsyncAsync(held.fd);
+}
+
+/**
+ * fsync of a directory after a rename in it, shared: a writer whose rename is done joins a sync
+ * that has not started yet (it will cover that rename), so concurrent writers of different
+ * secrets pay for one directory sync rather than one each.
+ */
+const directorySyncs = new Map<string, { queued?: Promise<void>; running?: Promise<void> }>();
+
+function syncDirectory(dir: string): Promise<void> {
+  let state = directorySyncs.get(dir);
+  if (!state) directorySyncs.set(dir, (state = {}));
+  const shared = state;
+  if (shared.queued) return shared.queued;
+  const queued: Promise<void> = (shared.running ?? Promise.resolve())
+    .catch(() => {})
+    .then(async () => {
+      // From now on a new writer must not join: this sync may start before its rename.
+      shared.queued = undefined;
+      shared.running = queued;
+      try {
+        await fsyncSecretsDirectory(dir);
+      } finally {
+        if (shared.running === queued) shared.running = undefined;
+        if (!shared.running && !shared.queued && directorySyncs.get(dir) === shared) directorySyncs.delete(dir);
+      }
+    });
+  shared.queued = queued;
+  return queued;
+}
+
 const queues = new Map<string, Promise<void>>();
 
 /**
@@ -612,13 +915,13 @@ async function inProcessQueue<T>(key: string, work: () => Promise<T>): Promise<T
 
 async function withWriteLock<T>(file: string, where: string, work: (assertStillHeld: () => void) => Promise<T>): Promise<T> {
   let lost = false;
-  let release: () => Promise<void>;
+  let release: ReleaseLock;
   try {
-    release = await lockfile.lock(file, {
+    // `<file>.lock`, the directory proper-lockfile used for the same lock: older rekey processes respect it.
+    release = await acquireDirLock(`${file}.lock`, {
       ...WRITE_LOCK,
       retries: { ...WRITE_LOCK.retries },
-      realpath: false, // the file need not exist yet (createSecret)
-      // Never throw from proper-lockfile's timer (that would crash the process): refuse the write instead.
+      // Never throw from the refresh timer: refuse the write instead.
       onCompromised: () => {
         lost = true;
       },
@@ -634,6 +937,6 @@ async function withWriteLock<T>(file: string, where: string, work: (assertStillH
       if (lost) throw new RekeyError('STORE_BUSY', `${where}: the write lock was lost (the process stalled); nothing was written, try again`, { retryable: true });
     });
   } finally {
-    await release().catch(() => {}); // an already-lost lock has nothing left to release
+    await release();
   }
 }

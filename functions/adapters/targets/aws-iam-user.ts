@@ -13,14 +13,14 @@ import { ConflictError, NotFoundError, RekeyError, TargetError, ValidationError 
 import type { CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm } from '#core/ports/credential-kind.ts';
 import { redactCause } from '#core/redact.ts';
 import { Sealed } from '#core/sealed.ts';
+import { parseSecretJson } from '#core/secret.ts';
+import { awsAccessKeyIdsIn } from './leak-identifiers.ts';
 
 export const AWS_IAM_USER_ENGINE = 'aws-iam-user';
 
 /** IAM's own limits: user names `[\w+=,.@-]{1,64}`, access key ids 16–128 upper-case alphanumerics. */
 const USER_NAME = /^[\w+=,.@-]{1,64}$/;
 const ACCESS_KEY_ID = /^[A-Z0-9]{16,128}$/;
-/** Long-term IAM user keys start AKIA and are base32 (A–Z, 2–7); the secret that may follow is not. */
-const LEAKED_KEY_ID = /(?<![A-Z0-9])AKIA[A-Z2-7]{16}/g;
 
 const valueSchema = z
   .object({
@@ -89,18 +89,8 @@ export class AwsIamUserKind implements CredentialKind {
   }
 
   parse(value: Sealed<string>, secretId: string): IamUserKey {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(value.reveal());
-    } catch {
-      throw new ValidationError(`secret ${secretId} is not valid JSON`, 'SECRET_INVALID');
-    }
-    const parsed = valueSchema.safeParse(raw);
-    if (!parsed.success) {
-      const fields = [...new Set(parsed.error.issues.map((issue) => issue.path.join('.') || '(root)'))].join(', ');
-      throw new ValidationError(`secret ${secretId} has invalid or missing fields: ${fields}`, 'SECRET_INVALID');
-    }
-    return { userName: parsed.data.userName, accessKeyId: parsed.data.accessKeyId, secretAccessKey: new Sealed(parsed.data.secretAccessKey) };
+    const data = parseSecretJson(value, secretId, valueSchema);
+    return { userName: data.userName, accessKeyId: data.accessKeyId, secretAccessKey: new Sealed(data.secretAccessKey) };
   }
 
   validate(value: Sealed<string>, secretId: string): void {
@@ -229,7 +219,8 @@ export class AwsIamUserKind implements CredentialKind {
   }
 
   identifiersOfLeak(text: string): string[] {
-    return [...new Set(text.match(LEAKED_KEY_ID) ?? [])];
+    // One definition, shared with the webhook Lambda, which must not load this kind.
+    return awsAccessKeyIdsIn(text);
   }
 
   async ownerOf(identifier: string): Promise<string | undefined> {

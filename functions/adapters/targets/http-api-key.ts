@@ -4,6 +4,7 @@ import { parseJsonPath, readJsonPath } from '#core/json-path.ts';
 import type { CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm } from '#core/ports/credential-kind.ts';
 import { redactCause } from '#core/redact.ts';
 import { Sealed } from '#core/sealed.ts';
+import { parseSecretJson } from '#core/secret.ts';
 
 export const HTTP_API_KEY_ENGINE = 'http-api-key';
 
@@ -112,18 +113,7 @@ export class HttpApiKeyKind implements CredentialKind {
   }
 
   parse(value: Sealed<string>, secretId: string): HttpApiKey {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(value.reveal());
-    } catch {
-      throw new ValidationError(`secret ${secretId} is not valid JSON`, 'SECRET_INVALID');
-    }
-    const parsed = valueSchema.safeParse(raw);
-    if (!parsed.success) {
-      const fields = [...new Set(parsed.error.issues.map((issue) => issue.path.join('.') || '(root)'))].join(', ');
-      throw new ValidationError(`secret ${secretId} has invalid or missing fields: ${fields}`, 'SECRET_INVALID');
-    }
-    const d = parsed.data;
+    const d = parseSecretJson(value, secretId, valueSchema);
     if (!KEY_CHARS.test(d.key)) throw new ValidationError(`secret ${secretId} has invalid or missing fields: key (printable ASCII without spaces)`, 'SECRET_INVALID');
     for (const name of ['create', 'verify', 'revoke'] as const) checkEndpoint(d.endpoints[name], `secret ${secretId}: endpoints.${name}`);
     parseJsonPath(d.endpoints.create.keyPath, `secret ${secretId}: endpoints.create.keyPath`);

@@ -150,16 +150,20 @@ export class MysqlTarget implements Target {
 
     await this.#asAdmin(admin, secrets, async (run, server) => {
       checkForServer(server, [original, clone]);
-      const originals = await accounts(run, server, original);
+      // Both users' accounts in one round trip.
+      const both = await accounts(run, server, [original, clone]);
+      const originals = both.filter((a) => a.user === original);
       if (originals.length === 0) {
         throw new TargetError('ROLE_NOT_FOUND', `user ${original} does not exist on ${endpoint(admin)}`);
       }
-      let clones = await accounts(run, server, clone);
+      let clones = both.filter((a) => a.user === clone);
       const originalHosts = new Set(originals.map((a) => a.host));
+      let changed = false;
       for (const stale of clones.filter((a) => !originalHosts.has(a.host))) {
         // Same hosts as the original, no more: a clone host the original lacks would let the
         // rotated password in from somewhere the original is not allowed.
         await run(`DROP USER ${account(clone, stale.host)}`, `drop ${clone} for a host ${original} no longer has`);
+        changed = true;
       }
       const cloneHosts = new Set(clones.map((a) => a.host));
       for (const { host, plugin } of originals) {
@@ -168,8 +172,9 @@ export class MysqlTarget implements Target {
         // original's plugin so clients authenticate both alike; IF NOT EXISTS because a concurrent
         // run may have created it first, which is the state we want.
         await run(mysql.format(`CREATE USER IF NOT EXISTS ${account(clone, host)} ${identifiedBy(server, plugin)}`, [initial]), `create user ${clone}`);
+        changed = true;
       }
-      clones = await accounts(run, server, clone);
+      if (changed) clones = await accounts(run, server, [clone]);
 
       for (const source of originals) {
         const mirror = clones.find((a) => a.host === source.host);
@@ -285,7 +290,14 @@ export class MysqlTarget implements Target {
     }
     try {
       const run = this.#runner(connection, admin, secrets);
-      return await fn(run, await prepareSession(run));
+      // Checked once per pooled connection: its sql_mode is session state only rekey's own
+      // statements touch, and its server cannot change without a new connection.
+      let server = preparedSessions.get(connection.connection);
+      if (!server) {
+        server = await prepareSession(run);
+        preparedSessions.set(connection.connection, server);
+      }
+      return await fn(run, server);
     } finally {
       connection.release();
     }
@@ -417,6 +429,9 @@ function withEscapedForms(secrets: Secrets): Secrets {
   return out;
 }
 
+/** Pooled connections already prepared (by their driver connection object): one round trip saved per admin call. */
+const preparedSessions = new WeakMap<object, Server>();
+
 /**
  * Learns the server flavour and makes the session safe for client-side escaping: the driver
  * escapes quotes with backslashes, which NO_BACKSLASH_ESCAPES would turn into string terminators.
@@ -452,8 +467,8 @@ function identifiedBy(server: Server, plugin: string): string {
   return PASSWORD_PLUGINS.mysql.has(plugin) ? `IDENTIFIED WITH ${plugin} BY ?` : 'IDENTIFIED BY ?';
 }
 
-/** Each host of `username` with its auth plugin, and its REQUIRE clause and resource limits as an ALTER USER tail. */
-async function accounts(run: Run, server: Server, username: string): Promise<{ host: string; plugin: string; options: string }[]> {
+/** Each host of each of `usernames` with its auth plugin, and its REQUIRE clause and resource limits as an ALTER USER tail. */
+async function accounts(run: Run, server: Server, usernames: string[]): Promise<{ user: string; host: string; plugin: string; options: string }[]> {
   const roleFilter = server.mariadb ? " AND is_role = 'N'" : '';
   const statementTime = server.mariadb ? ', max_statement_time AS maxStatementTime' : '';
   const rows = await run(
@@ -461,14 +476,14 @@ async function accounts(run: Run, server: Server, username: string): Promise<{ h
       `SELECT User AS user, Host AS host, plugin, ssl_type AS sslType, ssl_cipher AS sslCipher, x509_issuer AS issuer, x509_subject AS subject,
               max_questions AS maxQuestions, max_updates AS maxUpdates, max_connections AS maxConnections,
               max_user_connections AS maxUserConnections${statementTime}
-         FROM mysql.user WHERE User = ?${roleFilter}`,
-      [username],
+         FROM mysql.user WHERE User IN (?)${roleFilter}`,
+      [usernames],
     ),
-    `look up user ${username}`,
+    `look up user ${usernames.join(' and ')}`,
   );
   return rows
-    .filter((row) => text(row.user) === username)
-    .map((row) => ({ host: text(row.host), plugin: text(row.plugin), options: accountOptions(row) }));
+    .filter((row) => usernames.includes(text(row.user)))
+    .map((row) => ({ user: text(row.user), host: text(row.host), plugin: text(row.plugin), options: accountOptions(row) }));
 }
 
 /** `REQUIRE … WITH …` for ALTER USER, every literal escaped by the driver. */

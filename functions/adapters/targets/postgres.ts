@@ -94,31 +94,41 @@ export class PostgresTarget implements Target {
     const secrets: Secrets = [admin.password];
     const run = (sql: string, params: unknown[], action: string) => this.#adminQuery(admin, sql, params, action, secrets);
 
-    const [owner] = await run('SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [original], `look up role ${original}`);
-    if (!owner) throw new TargetError('ROLE_NOT_FOUND', `role ${original} does not exist on ${endpoint(admin)}`);
-    if (owner.rolcanlogin !== true) await run(`ALTER ROLE ${ident(original)} WITH LOGIN`, [], `allow ${original} to log in`);
-
-    const [existing] = await run('SELECT 1 FROM pg_roles WHERE rolname = $1', [clone], `look up role ${clone}`);
-    if (!existing) {
+    // One query for the whole state, so a pair already in shape (every rotation but the first)
+    // costs one round trip: the original may log in, the clone exists, is a member of the
+    // original and runs as it (`ALTER ROLE clone SET role = original`, kept in pg_roles.rolconfig).
+    const state = async () => {
+      const [row] = await run(
+        `SELECT o.rolcanlogin AS "ownerLogin", c.oid IS NOT NULL AS "cloneExists",
+                EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = o.oid AND m.member = c.oid) AS member,
+                COALESCE(c.rolconfig @> ARRAY[$3::text], false) AS "runsAs"
+           FROM pg_roles o LEFT JOIN pg_roles c ON c.rolname = $2
+          WHERE o.rolname = $1`,
+        [original, clone, `role=${original}`],
+        `look up roles ${original} and ${clone}`,
+      );
+      if (!row) throw new TargetError('ROLE_NOT_FOUND', `role ${original} does not exist on ${endpoint(admin)}`);
+      return row as { ownerLogin: boolean; cloneExists: boolean; member: boolean; runsAs: boolean };
+    };
+    let roles = await state();
+    if (roles.ownerLogin !== true) await run(`ALTER ROLE ${ident(original)} WITH LOGIN`, [], `allow ${original} to log in`);
+    if (!roles.cloneExists) {
       // A password nobody knows until setPassword gives the clone its real one.
       const verifier = await scramSha256Verifier(randomBytes(32).toString('base64'));
       try {
         await this.#pool(admin).query(`CREATE ROLE ${ident(clone)} WITH LOGIN PASSWORD ${literal(verifier)} IN ROLE ${ident(original)}`);
+        // Created here, as a member (IN ROLE), not yet running as the original.
+        roles = { ownerLogin: true, cloneExists: true, member: true, runsAs: false };
       } catch (error) {
         // duplicate_object: a concurrent run created it first, which is the state we want.
         if (codeOf(error) !== '42710') throw this.#error(error, admin, `create role ${clone}`, [...secrets, verifier]);
+        roles = await state();
       }
     }
-    const [member] = await run(
-      `SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
-        WHERE r.rolname = $1 AND u.rolname = $2`,
-      [original, clone],
-      `check membership of ${clone} in ${original}`,
-    );
-    if (!member) await run(`GRANT ${ident(original)} TO ${ident(clone)}`, [], `grant ${original} to ${clone}`);
+    if (!roles.member) await run(`GRANT ${ident(original)} TO ${ident(clone)}`, [], `grant ${original} to ${clone}`);
     // Every session of the clone runs as the original, so whatever it creates is owned by the
-    // original and stays usable after the next flip. Repeating it is harmless.
-    await run(`ALTER ROLE ${ident(clone)} SET role = ${literal(original)}`, [], `make ${clone} act as ${original}`);
+    // original and stays usable after the next flip.
+    if (!roles.runsAs) await run(`ALTER ROLE ${ident(clone)} SET role = ${literal(original)}`, [], `make ${clone} act as ${original}`);
   }
 
   async verify(login: Login): Promise<void> {

@@ -29,6 +29,13 @@ export interface SecretVersion extends SecretVersionInfo {
   value: Sealed<string>;
 }
 
+/** One label change, as `updateVersionStage` takes it. */
+export interface StageMove {
+  stage: string;
+  moveToVersionId?: string;
+  removeFromVersionId?: string;
+}
+
 /**
  * A secret store with AWS Secrets Manager's semantics.
  *
@@ -63,4 +70,11 @@ export interface SecretStore {
   tagSecret(secretId: string, tags: Record<string, string>): Promise<void>;
   /** Marks that rotation is configured (AWS: RotationEnabled); local secrets are enabled on create. */
   setRotationEnabled?(secretId: string, enabled: boolean): Promise<void>;
+  /**
+   * Optional: several label changes, applied in order with `updateVersionStage`'s rules, and a tag
+   * merge (as `tagSecret`), as ONE atomic write — all of it or, on any error, none of it. A store
+   * that cannot (Secrets Manager: one API call per label) leaves it out, and callers make the same
+   * calls one by one. Used where one durable write instead of three shortens a rotation.
+   */
+  updateVersionStages?(secretId: string, moves: StageMove[], options?: { tags?: Record<string, string> }): Promise<void>;
 }

@@ -1,0 +1,71 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { LocalFileFingerprintIndex } from '#adapters/fingerprints/local-files.ts';
+
+const execFileAsync = promisify(execFile);
+const ROOT = join(import.meta.dirname, '../..');
+const fp = (label: string) => createHash('sha256').update(label).digest('hex');
+const fps = (version: string) => [
+  { form: 'password', value: fp(`${version}/password`) },
+  { form: 'uri', value: fp(`${version}/uri`) },
+];
+
+describe('LocalFileFingerprintIndex', () => {
+  let dir: string;
+  let index: LocalFileFingerprintIndex;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'rekey-index-'));
+    index = new LocalFileFingerprintIndex({ dir });
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  describe('record', () => {
+    it('with keepVersionIds, records the version and forgets the ones not kept in the same pass', async () => {
+      for (const v of ['v1', 'v2', 'v3']) await index.record('app/db', v, fps(v));
+      await index.record('app/db', 'v4', fps('v4'), { keepVersionIds: ['v4', 'v3'] });
+      for (const v of ['v1', 'v2']) for (const f of fps(v)) expect(await index.lookup(f.value)).toEqual([]);
+      for (const v of ['v3', 'v4']) for (const f of fps(v)) expect(await index.lookup(f.value)).toEqual([{ secretId: 'app/db', versionId: v, form: f.form }]);
+      // what is left to forget later is exactly what is kept
+      await index.forget('app/db', []);
+      for (const v of ['v3', 'v4']) for (const f of fps(v)) expect(await index.lookup(f.value)).toEqual([]);
+    });
+
+    it('replaces what a version had when it is recorded again, and a replay changes nothing', async () => {
+      await index.record('app/db', 'v1', fps('v1'));
+      await index.record('app/db', 'v1', fps('v1'));
+      expect(await index.lookup(fps('v1')[0]!.value)).toEqual([{ secretId: 'app/db', versionId: 'v1', form: 'password' }]);
+      await index.record('app/db', 'v1', [{ form: 'password', value: fp('other') }], { keepVersionIds: ['v1'] });
+      expect(await index.lookup(fps('v1')[0]!.value)).toEqual([]);
+      expect(await index.lookup(fp('other'))).toEqual([{ secretId: 'app/db', versionId: 'v1', form: 'password' }]);
+    });
+
+    it('starts from what another process wrote to the manifest since this one last did', async () => {
+      await index.record('app/db', 'v1', fps('v1'));
+      // Another process records v2 (its own copy of the module, its own view of the manifest).
+      const code = `import { LocalFileFingerprintIndex } from '#adapters/fingerprints/local-files.ts';
+        await new LocalFileFingerprintIndex({ dir: ${JSON.stringify(dir)} }).record('app/db', 'v2', ${JSON.stringify(fps('v2'))});`;
+      await execFileAsync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: ROOT });
+      expect(await index.lookup(fps('v2')[0]!.value)).toEqual([{ secretId: 'app/db', versionId: 'v2', form: 'password' }]);
+      // Here, v3 keeps only itself: v2's hits (which only the other process's manifest listed) go too.
+      await index.record('app/db', 'v3', fps('v3'), { keepVersionIds: ['v3'] });
+      for (const v of ['v1', 'v2']) for (const f of fps(v)) expect(await index.lookup(f.value)).toEqual([]);
+      expect(await index.lookup(fps('v3')[0]!.value)).toHaveLength(1);
+    }, 60_000);
+
+    it('keeps secrets apart and leaves no temporary file behind', async () => {
+      await index.record('app/a', 'v1', fps('shared'));
+      await index.record('app/b', 'v9', fps('shared'), { keepVersionIds: ['v9'] });
+      const hits = await index.lookup(fps('shared')[0]!.value);
+      expect(hits.map((h) => h.secretId).sort()).toEqual(['app/a', 'app/b']);
+      const files = await readdir(join(dir, 'fingerprints'), { recursive: true });
+      expect(files.filter((f) => String(f).endsWith('.tmp'))).toEqual([]);
+    });
+  });
+});
