@@ -70,6 +70,21 @@ export class TargetError extends RekeyError {
   }
 }
 
+/**
+ * Whether a credential still logs in: `verify` passing means yes, a `LOGIN_FAILED` refusal means
+ * no, and any other failure (the server is down, a timeout) is rethrown — "cannot tell" must never
+ * read as "revoked".
+ */
+export async function logsIn(verify: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await verify();
+    return true;
+  } catch (error) {
+    if (error instanceof TargetError && error.code === 'LOGIN_FAILED') return false;
+    throw error;
+  }
+}
+
 /** A scanner payload that cannot be parsed into leak reports. */
 export class PayloadError extends RekeyError {
   constructor(message: string) {

@@ -5,7 +5,7 @@ import { generatePassword, passwordPolicyFromTags, DEFAULT_PASSWORD_POLICY } fro
 import { redactCause, scrub } from '#core/redact.ts';
 import { parseDuration } from '#core/duration.ts';
 import { alternateUsername, baseUsername, graceOf, parseDatabaseSecret, serializeDatabaseSecret, strategyOf, DEFAULT_GRACE_MS } from '#core/secret.ts';
-import { RekeyError, publicError, TargetError } from '#core/errors.ts';
+import { RekeyError, logsIn, publicError, TargetError } from '#core/errors.ts';
 import { parseConfig } from '#runtime/config.ts';
 
 describe('Sealed', () => {
@@ -147,6 +147,16 @@ describe('errors', () => {
       expect(publicError(new TargetError('LOGIN_FAILED', 'login as app refused'))).toEqual({ code: 'LOGIN_FAILED', message: 'login as app refused' });
       expect(publicError(new RekeyError('X', 'internal detail', { expose: false }))).toEqual({ code: 'X', message: 'internal error (X)' });
       expect(publicError(new Error('driver said password=abc'))).toEqual({ code: 'INTERNAL', message: 'internal error' });
+    });
+  });
+
+  describe('logsIn', () => {
+    it('is true when verify passes, false on a refused login, and rethrows anything else', async () => {
+      expect(await logsIn(async () => {})).toBe(true);
+      expect(await logsIn(async () => { throw new TargetError('LOGIN_FAILED', 'refused'); })).toBe(false);
+      // A server that is down cannot tell us the credential is dead.
+      await expect(logsIn(async () => { throw new TargetError('UNREACHABLE', 'connection refused'); })).rejects.toMatchObject({ code: 'UNREACHABLE' });
+      await expect(logsIn(async () => { throw new Error('socket hang up'); })).rejects.toThrow('socket hang up');
     });
   });
 });

@@ -1,6 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { AuthError, PayloadError } from '#core/errors.ts';
 import type { LeakLocation } from '#core/leak.ts';
+import type { ScannerRequest } from '#core/ports/scanner.ts';
 
 /**
  * Helpers shared by the scanner adapters. Everything here treats the body and the headers as
@@ -47,6 +48,33 @@ export function checkBearer(header: string | undefined, token: string): void {
   // Compare even when the scheme is wrong, so a malformed header costs the same as a wrong token.
   const ok = constantTimeEqual(match?.[1] ?? '', token);
   if (!match || !ok) throw new AuthError('bearer token does not match');
+}
+
+// An id CI may choose (run id, attempt); anything else is refused so it is safe to echo.
+const CI_DELIVERY_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * The reports CI posts (TruffleHog, Gitleaks): authenticated by `Authorization: Bearer
+ * <REKEY_INGEST_TOKEN>`; the delivery id is CI's `X-Rekey-Delivery`, else the body's SHA-256, so
+ * the same report posted twice is one delivery.
+ */
+export abstract class CiReportScanner {
+  readonly #token: string;
+
+  constructor(options: { ingestToken: string }) {
+    this.#token = requireSecret(options.ingestToken, 'ingestToken');
+  }
+
+  verify(request: ScannerRequest): void {
+    checkBearer(request.headers['authorization'], this.#token);
+  }
+
+  protected deliveryIdOf(request: ScannerRequest): string {
+    const header = request.headers['x-rekey-delivery'];
+    if (header === undefined || header === '') return sha256Hex(request.body);
+    if (!CI_DELIVERY_ID.test(header)) throw new PayloadError('X-Rekey-Delivery is not a delivery id');
+    return header;
+  }
 }
 
 export function requireSecret(value: string, name: string): string {

@@ -6,7 +6,7 @@ import {
   MAX_TYPE_CHARS,
   MAX_VALUE_CHARS,
   bodyText,
-  checkBearer,
+  CiReportScanner,
   checkCount,
   date,
   field,
@@ -14,12 +14,9 @@ import {
   location,
   parseJson,
   positiveInt,
-  requireSecret,
-  sha256Hex,
   text,
 } from './common.ts';
 
-const DELIVERY_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 // `https://host/owner/repo/blob/<commit>/path#L1` → `owner/repo` (GitHub, GitLab `/-/blob/`, Gitea).
 const LINK_REPO = /^https?:\/\/[^/\s]+\/([^/\s]+\/[^/\s]+?)(?:\/-)?\/(?:blob|src|tree|commit)\//;
 
@@ -28,20 +25,11 @@ const LINK_REPO = /^https?:\/\/[^/\s]+\/([^/\s]+\/[^/\s]+?)(?:\/-)?\/(?:blob|src
  * `Authorization: Bearer <REKEY_INGEST_TOKEN>`. One report per finding; the value is `Secret`,
  * the scanner id is gitleaks' own `Fingerprint` (`commit:file:rule:line`).
  */
-export class GitleaksScanner implements Scanner {
+export class GitleaksScanner extends CiReportScanner implements Scanner {
   readonly source = 'gitleaks' as const;
-  readonly #token: string;
-
-  constructor(options: { ingestToken: string }) {
-    this.#token = requireSecret(options.ingestToken, 'ingestToken');
-  }
-
-  verify(request: ScannerRequest): void {
-    checkBearer(request.headers['authorization'], this.#token);
-  }
 
   parse(request: ScannerRequest): ParsedDelivery {
-    const deliveryId = deliveryIdOf(request);
+    const deliveryId = this.deliveryIdOf(request);
     const findings = parseJson(bodyText(request.body), 'body');
     // A clean scan is `[]`; `null` (some wrappers write it) means the same.
     if (findings === null) return { deliveryId, reports: [], ignored: 'no findings' };
@@ -84,9 +72,3 @@ function reportOf(finding: unknown, n: number): LeakReport {
   };
 }
 
-function deliveryIdOf(request: ScannerRequest): string {
-  const header = request.headers['x-rekey-delivery'];
-  if (header === undefined || header === '') return sha256Hex(request.body);
-  if (!DELIVERY_ID.test(header)) throw new PayloadError('X-Rekey-Delivery is not a delivery id');
-  return header;
-}

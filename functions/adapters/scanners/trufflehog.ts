@@ -6,7 +6,7 @@ import {
   MAX_TYPE_CHARS,
   MAX_VALUE_CHARS,
   bodyText,
-  checkBearer,
+  CiReportScanner,
   checkCount,
   date,
   field,
@@ -15,13 +15,9 @@ import {
   parseJson,
   path,
   positiveInt,
-  requireSecret,
-  sha256Hex,
   text,
 } from './common.ts';
 
-// An id CI may choose (run id, attempt); anything else is refused so it is safe to echo.
-const DELIVERY_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** trufflehog's source metadata kinds that carry git-like fields (file, commit, repository, line). */
 const SOURCES = ['Git', 'Github', 'Gitlab', 'Bitbucket', 'Filesystem', 'Azure', 'Gerrit', 'Huggingface'] as const;
 
@@ -31,20 +27,11 @@ const SOURCES = ['Git', 'Github', 'Gitlab', 'Bitbucket', 'Filesystem', 'Azure', 
  * (for URIs it is the full URL with its password; for Postgres the `postgresql://user:pass@host:port`
  * form), else `Raw`.
  */
-export class TruffleHogScanner implements Scanner {
+export class TruffleHogScanner extends CiReportScanner implements Scanner {
   readonly source = 'trufflehog' as const;
-  readonly #token: string;
-
-  constructor(options: { ingestToken: string }) {
-    this.#token = requireSecret(options.ingestToken, 'ingestToken');
-  }
-
-  verify(request: ScannerRequest): void {
-    checkBearer(request.headers['authorization'], this.#token);
-  }
 
   parse(request: ScannerRequest): ParsedDelivery {
-    const deliveryId = deliveryIdOf(request);
+    const deliveryId = this.deliveryIdOf(request);
     const lines = bodyText(request.body).split('\n');
     const reports: LeakReport[] = [];
     lines.forEach((raw, index) => {
@@ -101,9 +88,3 @@ function reportOf(finding: Record<string, unknown>, n: number): LeakReport {
   };
 }
 
-function deliveryIdOf(request: ScannerRequest): string {
-  const header = request.headers['x-rekey-delivery'];
-  if (header === undefined || header === '') return sha256Hex(request.body);
-  if (!DELIVERY_ID.test(header)) throw new PayloadError('X-Rekey-Delivery is not a delivery id');
-  return header;
-}

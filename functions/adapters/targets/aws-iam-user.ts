@@ -9,7 +9,7 @@ import {
 } from '@aws-sdk/client-iam';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import * as z from 'zod';
-import { ConflictError, NotFoundError, RekeyError, TargetError, ValidationError } from '#core/errors.ts';
+import { ConflictError, NotFoundError, RekeyError, TargetError, ValidationError, logsIn } from '#core/errors.ts';
 import type { CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm } from '#core/ports/credential-kind.ts';
 import { redactCause } from '#core/redact.ts';
 import { Sealed } from '#core/sealed.ts';
@@ -163,14 +163,8 @@ export class AwsIamUserKind implements CredentialKind {
     }
   }
 
-  async canLogIn(value: Sealed<string>, ctx: KindContext): Promise<boolean> {
-    try {
-      await this.verify(value, ctx);
-      return true;
-    } catch (error) {
-      if (error instanceof TargetError && error.code === 'LOGIN_FAILED') return false;
-      throw error;
-    }
+  canLogIn(value: Sealed<string>, ctx: KindContext): Promise<boolean> {
+    return logsIn(() => this.verify(value, ctx));
   }
 
   async revoke(old: Sealed<string>, ctx: KindContext, _options: { mode: RevokeMode }): Promise<RevokeOutcome> {

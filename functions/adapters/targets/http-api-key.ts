@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { ConflictError, RekeyError, TargetError, ValidationError } from '#core/errors.ts';
+import { ConflictError, RekeyError, TargetError, ValidationError, logsIn } from '#core/errors.ts';
 import { parseJsonPath, readJsonPath } from '#core/json-path.ts';
 import type { CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm } from '#core/ports/credential-kind.ts';
 import { redactCause } from '#core/redact.ts';
@@ -185,14 +185,8 @@ export class HttpApiKeyKind implements CredentialKind {
     throw new TargetError('PROVIDER_ERROR', `${v.provider}: the verify endpoint answered ${reply.status} for key ${v.keyId}`);
   }
 
-  async canLogIn(value: Sealed<string>, ctx: KindContext): Promise<boolean> {
-    try {
-      await this.verify(value, ctx);
-      return true;
-    } catch (error) {
-      if (error instanceof TargetError && error.code === 'LOGIN_FAILED') return false;
-      throw error;
-    }
+  canLogIn(value: Sealed<string>, ctx: KindContext): Promise<boolean> {
+    return logsIn(() => this.verify(value, ctx));
   }
 
   async revoke(old: Sealed<string>, ctx: KindContext, _options: { mode: RevokeMode }): Promise<RevokeOutcome> {

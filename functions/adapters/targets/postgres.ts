@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { RekeyError, TargetError, ValidationError } from '#core/errors.ts';
+import { RekeyError, TargetError, ValidationError, logsIn } from '#core/errors.ts';
 import type { Login, Target } from '#core/ports/target.ts';
 import { redactCause } from '#core/redact.ts';
 import type { Sealed } from '#core/sealed.ts';
@@ -138,14 +138,8 @@ export class PostgresTarget implements Target {
     });
   }
 
-  async canLogIn(login: Login): Promise<boolean> {
-    try {
-      await this.verify(login);
-      return true;
-    } catch (error) {
-      if (error instanceof TargetError && error.code === 'LOGIN_FAILED') return false;
-      throw error;
-    }
+  canLogIn(login: Login): Promise<boolean> {
+    return logsIn(() => this.verify(login));
   }
 
   async endSessions(_on: Login, username: string, via: Via, options: { startedBefore?: Date } = {}): Promise<number> {
