@@ -34,6 +34,8 @@ export interface SecretStatus {
   versions: { versionId: string; stages: string[]; createdAt: string; ageMs: number }[];
   /** The value could not be read or parsed: the code says why. Never a value. */
   problem?: string;
+  /** Tagged rekey:managed=true: the sweep and bulk rotations consider it. */
+  managed: boolean;
   /** Against rekey:max-age: see `complianceOf`. */
   compliance: Compliance;
 }
@@ -42,15 +44,17 @@ export interface SecretStatus {
  * OK: younger than rekey:max-age. DUE: past it (the next schedule sweep rotates it). OVERDUE: past
  * it by more than OVERDUE_AFTER_MS — the schedule should have rotated it by now, so something is
  * failing. never-rotated: within policy (or without one) but rekey has never rotated it, so no
- * rotation has proven it works. `-`: no max age and rotated before.
+ * rotation has proven it works. `-`: no max age and rotated before. unmanaged: not tagged
+ * rekey:managed=true (an admin secret, say): no sweep or bulk rotation touches it, by design.
  */
-export type Compliance = 'OK' | 'DUE' | 'OVERDUE' | 'never-rotated' | '-';
+export type Compliance = 'OK' | 'DUE' | 'OVERDUE' | 'never-rotated' | '-' | 'unmanaged';
 
 /** A day past max age: 24 hourly sweeps had their chance. */
 export const OVERDUE_AFTER_MS = 86_400_000;
 
-export function complianceOf(status: Pick<SecretStatus, 'currentAgeMs' | 'maxAgeMs' | 'lastRotatedAt' | 'lastOutcome'>): Compliance {
+export function complianceOf(status: Pick<SecretStatus, 'managed' | 'currentAgeMs' | 'maxAgeMs' | 'lastRotatedAt' | 'lastOutcome'>): Compliance {
   const { currentAgeMs, maxAgeMs } = status;
+  if (!status.managed) return 'unmanaged';
   if (currentAgeMs !== undefined && maxAgeMs !== undefined && currentAgeMs >= maxAgeMs) {
     return currentAgeMs >= maxAgeMs + OVERDUE_AFTER_MS ? 'OVERDUE' : 'DUE';
   }
@@ -74,6 +78,7 @@ export async function inspectSecret(deps: CoreDeps, secretId: string, descriptio
   const previous = d.versions.find((v) => v.stages.includes(STAGE.previous));
   const status: SecretStatus = {
     secretId,
+    managed: d.tags[TAG.managed] === 'true',
     graceMs: 0,
     due: false,
     previousLive: Boolean(previous && !previous.stages.includes(REVOKED_LABEL)),

@@ -46,14 +46,15 @@ describe('rekey CLI for on-call', () => {
   });
 
   describe('status', () => {
-    it('shows compliance against max age: OK, DUE, OVERDUE, never-rotated, or - without a policy', async () => {
+    it('shows compliance against max age: OK, DUE, OVERDUE, never-rotated, - without a policy, unmanaged', async () => {
+      const unmanaged = await user({ 'rekey:max-age': '1h', 'rekey:managed': 'false' });
       const due = await user({ 'rekey:max-age': '1d' });
       const fresh = await user({ 'rekey:max-age': '30d' });
       const overdue = await user({ 'rekey:max-age': '1h' });
       const noPolicy = await user();
       expect(await cli('rotate', noPolicy.secretId)).toMatchObject({ code: 0 });
       clock = 36 * HOUR;
-      expect(await statuses()).toMatchObject({ [due.secretId]: 'DUE', [fresh.secretId]: 'never-rotated', [overdue.secretId]: 'OVERDUE', [noPolicy.secretId]: '-' });
+      expect(await statuses()).toMatchObject({ [due.secretId]: 'DUE', [fresh.secretId]: 'never-rotated', [overdue.secretId]: 'OVERDUE', [noPolicy.secretId]: '-', [unmanaged.secretId]: 'unmanaged' });
       const table = await cli('status');
       expect(table.stdout).toMatch(/compliance/);
       expect(table.stdout).toMatch(new RegExp(`${overdue.secretId.replace(/\//g, '\\/')}.*OVERDUE`));
