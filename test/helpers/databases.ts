@@ -52,12 +52,14 @@ export async function tryLogin(engine: TestEngine, username: string, password: s
   }
   let conn: mysql.Connection | undefined;
   try {
-    conn = await mysql.createConnection({ host: s.host, port: s.port, user: username, password, database: s.database });
+    // No database named: the login alone is tested, so a user who merely lost its privileges on a
+    // database (ER_DBACCESS_DENIED_ERROR) still counts as logged in, never as revoked.
+    conn = await mysql.createConnection({ host: s.host, port: s.port, user: username, password });
     await conn.query('SELECT 1');
     return true;
   } catch (error) {
     const code = (error as { code?: string }).code;
-    if (code === 'ER_ACCESS_DENIED_ERROR' || code === 'ER_ACCOUNT_HAS_BEEN_LOCKED' || code === 'ER_DBACCESS_DENIED_ERROR') return false;
+    if (code === 'ER_ACCESS_DENIED_ERROR' || code === 'ER_ACCOUNT_HAS_BEEN_LOCKED') return false;
     throw error;
   } finally {
     await conn?.end().catch(() => {});

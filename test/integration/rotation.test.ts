@@ -344,7 +344,7 @@ describe('RotationEngine alternating on postgres', () => {
 });
 
 describe('RotationEngine alternating on mysql', () => {
-  it('mirrors a grant added to and a grant revoked from the original on the clone at the next rotation', async () => {
+  it('mirrors a grant added to and a grant revoked from the original on the clone at every rotation, whichever user takes over', async () => {
     const rekey = await testRekey();
     try {
       const username = uniqueName('grt');
@@ -361,9 +361,14 @@ describe('RotationEngine alternating on mysql', () => {
       expect(await grantsOf(`${username}_clone`)).toEqual(['INSERT', 'SELECT']);
       await adminQuery('mysql', `REVOKE INSERT ON rekey_test.\`${table}\` FROM ?@'%'`, [username]);
       await adminQuery('mysql', `GRANT UPDATE ON rekey_test.\`${table}\` TO ?@'%'`, [username]);
-      await rekey.rotation.rotate(app.secretId, { trigger: 'manual' }); // back to the original
-      await rekey.rotation.rotate(app.secretId, { trigger: 'manual' }); // to the clone: synced again
+      // Back to the original: the clone (now AWSPREVIOUS, live for its grace) loses INSERT at once.
+      await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+      expect((await storedLogin(rekey, app.secretId, { stage: STAGE.current })).username).toBe(username);
       expect(await grantsOf(`${username}_clone`)).toEqual(['SELECT', 'UPDATE']);
+      await adminQuery('mysql', `REVOKE UPDATE ON rekey_test.\`${table}\` FROM ?@'%'`, [username]);
+      await rekey.rotation.rotate(app.secretId, { trigger: 'manual' }); // to the clone
+      expect((await storedLogin(rekey, app.secretId, { stage: STAGE.current })).username).toBe(`${username}_clone`);
+      expect(await grantsOf(`${username}_clone`)).toEqual(['SELECT']);
       await adminQuery('mysql', `DROP TABLE rekey_test.\`${table}\``);
     } finally {
       await rekey.dispose();

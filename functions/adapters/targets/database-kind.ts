@@ -70,8 +70,10 @@ export class DatabaseKind implements CredentialKind {
     const admin = await this.#admin(next, ctx);
     if (strategyOf(current, ctx.tags) === 'alternating') {
       if (!admin) throw new ValidationError(`secret ${ctx.secretId} uses the alternating strategy, which needs "masterarn"`);
+      // On every rotation, not only when the clone takes over: a privilege revoked from the
+      // original must not live on in the clone while it is current or waits out its grace.
       const original = baseUsername(current.username);
-      if (next.username !== original) await target.syncClone(admin, original, next.username);
+      await target.syncClone(admin, original, alternateUsername(original));
     }
     // Without an admin the user changes its own password; the pending login is tried too, so a
     // rerun after a crash inside this step finds the password already set.
