@@ -4,11 +4,14 @@ import { config } from '#runtime/config.ts';
 import { lambdaServices } from '#runtime/services.ts';
 import { lambdaLeakDeps } from '#runtime/leak-services.ts';
 import { lambdaHandler, type HandlerOptions } from '#runtime/middleware.ts';
+import { tasksOfMessage } from '#adapters/queues/sqs.ts';
 
 /**
- * SQS batch of leak tasks → match → highest risk first → rotate, revoke, ticket. A task whose
- * remediation failed is reported back (partial batch failure) so SQS retries only it; a message
- * that is not a task is dropped with a log line (retrying it cannot help).
+ * SQS batch of leak tasks (a message holds one delivery's tasks) → match → highest risk first
+ * across the whole batch → rotate, revoke, ticket. A message with a task whose remediation failed
+ * is reported back (partial batch failure) so SQS retries only it — its other tasks find their
+ * value already dead, a no-op; a message that is not tasks is dropped with a log line (retrying
+ * it cannot help).
  */
 export const createHandler = (options: Partial<HandlerOptions> & { leak?: () => Promise<LeakDeps> } = {}) => {
   const getLeak = options.leak ?? (() => lambdaLeakDeps(options.services ?? lambdaServices, config));
@@ -19,9 +22,7 @@ export const createHandler = (options: Partial<HandlerOptions> & { leak?: () => 
       const byTask = new Map<LeakTask, string>();
       for (const record of event.Records ?? []) {
         try {
-          const task = JSON.parse(record.body) as LeakTask;
-          if (typeof task?.deliveryId !== 'string' || typeof task.report?.sourceId !== 'string' || !Array.isArray(task.fingerprints)) throw new Error('shape');
-          byTask.set(task, record.messageId);
+          for (const task of tasksOfMessage(record.body)) byTask.set(task, record.messageId);
         } catch {
           logger.error('dropped a queue message that is not a leak task', { messageId: record.messageId });
         }
@@ -29,11 +30,8 @@ export const createHandler = (options: Partial<HandlerOptions> & { leak?: () => 
       const results = await remediateBurst(leak, [...byTask.keys()]);
       // A result answers for every finding of its value in the batch: a failure fails them all.
       const failed = new Set(results.filter((r) => r.error).flatMap((r) => r.tasks.map((t) => `${t.deliveryId}\u0000${t.sourceId}`)));
-      return {
-        batchItemFailures: [...byTask.entries()]
-          .filter(([task]) => failed.has(`${task.deliveryId}\u0000${task.report.sourceId}`))
-          .map(([, messageId]) => ({ itemIdentifier: messageId })),
-      };
+      const failedMessages = new Set([...byTask.entries()].filter(([task]) => failed.has(`${task.deliveryId}\u0000${task.report.sourceId}`)).map(([, messageId]) => messageId));
+      return { batchItemFailures: [...failedMessages].map((messageId) => ({ itemIdentifier: messageId })) };
     },
     { errors: 'throw', services: lambdaServices, ...options },
   );

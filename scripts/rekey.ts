@@ -14,7 +14,7 @@ import { formatDuration, parseDuration } from '#core/duration.ts';
 import { buildLeakServices } from '#runtime/leak-services.ts';
 import { startLocalServer } from '#runtime/local-server.ts';
 import { TAG } from '#core/secret.ts';
-import { validateStoredValue } from '#core/credentials.ts';
+import { storeValue } from '#core/registration.ts';
 import { assertReasonForProduction, planRotations, rotateMany, type BulkItem, type BulkReport, type RotationPlan } from '#core/bulk.ts';
 import type { AuditRecord } from '#core/audit.ts';
 
@@ -67,22 +67,7 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
     .action(async (secretId: string, opts: { valueFile?: string; tag: string[]; json?: boolean }) => {
       const { deps } = await open();
       const text = opts.valueFile ? await readFile(opts.valueFile, 'utf8') : await io.readStdin();
-      const value = new Sealed(text.trim());
-      const tags = { [TAG.managed]: 'true', ...parseTags(opts.tag) };
-      // Refuse what rotation could not use, naming the field; an unmanaged admin credential may be any JSON object.
-      validateStoredValue(deps, value, secretId, { managed: tags[TAG.managed] !== 'false' });
-      let versionId: string;
-      let created = false;
-      try {
-        await deps.store.describeSecret(secretId);
-        versionId = deps.newVersionId();
-        await deps.store.putSecretValue(secretId, versionId, value, [STAGE.current]);
-        await deps.store.tagSecret(secretId, tags);
-      } catch (error) {
-        if (!(error instanceof NotFoundError)) throw error;
-        versionId = (await deps.store.createSecret(secretId, value, { tags })).versionId;
-        created = true;
-      }
+      const { versionId, created } = await storeValue(deps, secretId, new Sealed(text.trim()), parseTags(opts.tag));
       print(opts.json ? JSON.stringify({ secretId, versionId, created }) : `${created ? 'created' : 'updated'} ${secretId}: version ${versionId} is AWSCURRENT`);
     });
 

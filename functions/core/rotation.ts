@@ -6,7 +6,8 @@ import { DETAIL_TYPE, actionFields, emit, type ActionContext } from './events.ts
 import { STAGE, type StageMove } from './ports/secret-store.ts';
 import type { Sealed } from './sealed.ts';
 import type { RevokeOutcome } from './ports/credential-kind.ts';
-import { TAG, isPrivileged } from './secret.ts';
+import { TAG } from './secret.ts';
+import { markPrivileged } from './registration.ts';
 
 export type RotationStep = 'createSecret' | 'setSecret' | 'testSecret' | 'finishSecret';
 export const ROTATION_STEPS: readonly RotationStep[] = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'];
@@ -242,7 +243,7 @@ export class RotationEngine {
     if (!pending) return; // already current: nothing to do on a replay
     const kind = kindOf(this.deps, pending, secretId);
     const admin = kind.describe(pending, secretId, loaded.description.tags).adminSecretId;
-    if (admin) await this.markPrivileged(admin);
+    if (admin) await markPrivileged(this.deps, admin);
     // The kind makes the pending value valid; replaying it is harmless (a database password set
     // again; nothing at all for a provider key, which works once created).
     await kind.apply(pending, kindContext(this.deps, loaded, { versionId }));
@@ -318,19 +319,6 @@ export class RotationEngine {
     if (loaded.currentVersionId === versionId) return { loaded, pending: undefined };
     const version = await this.deps.store.getSecretValue(secretId, { versionId, stage: STAGE.pending });
     return { loaded, pending: version.value };
-  }
-
-  /** An admin secret's leak is riskier: say so on it, once, so the risk scorer can see it. */
-  private async markPrivileged(adminSecretId: string): Promise<void> {
-    try {
-      const { tags } = await this.deps.store.describeSecret(adminSecretId);
-      if (isPrivileged(tags)) return;
-      await this.deps.store.tagSecret(adminSecretId, { [TAG.privileged]: 'true' });
-    } catch (error) {
-      // Bookkeeping only: on AWS the deployment marks admin secrets `rekey:admin=true` and IAM
-      // lets rekey tag nothing else on them, so a refusal here must not fail the rotation.
-      this.deps.logger.debug('could not mark the admin secret privileged', { secretId: adminSecretId, error: publicError(error) });
-    }
   }
 
   private outcomeTags(outcome: 'succeeded' | 'failed', code?: string): Record<string, string> {

@@ -84,6 +84,12 @@ describe('rekey CLI', () => {
       expect((await storedLogin(rekey, 'app-db', { stage: STAGE.previous })).versionId).toBe(first.versionId);
     });
 
+    it('marks the admin secret a stored value names (masterarn) privileged, so its leak scores as one before any rotation', async () => {
+      await appUser();
+      expect((await rekey.deps.store.describeSecret('pg-admin')).tags).toMatchObject({ 'rekey:managed': 'false', 'rekey:privileged': 'true' });
+      expect((await rekey.deps.store.describeSecret('app-db')).tags['rekey:privileged']).toBeUndefined();
+    });
+
     it('refuses a value that is not a database secret, naming the field and not the value', async () => {
       stdin = JSON.stringify({ engine: 'postgres', host: 'h', password: 'Not-Shown-1234' });
       rekey.guard.secret('Not-Shown-1234');

@@ -4,6 +4,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, SQSEven
 import { mockClient } from 'aws-sdk-client-mock';
 import { CreateSecretCommand, PutSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { tasksOfMessage } from '#adapters/queues/sqs.ts';
 import { ConditionalCheckFailedException, DynamoDBClient, DeleteItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import type { Logger } from '#core/ports/logger.ts';
 import type { LeakTask } from '#core/remediation.ts';
@@ -76,7 +77,7 @@ describe('leak-webhook on AWS: webhook credentials from Secrets Manager', () => 
     return { status: reply.statusCode, json: JSON.parse(String(reply.body)) as { message: string; deliveryId?: string } };
   };
   const queued = (): LeakTask[] =>
-    sqs.commandCalls(SendMessageBatchCommand).flatMap((call) => (call.args[0].input as { Entries: { MessageBody: string }[] }).Entries.map((e) => JSON.parse(e.MessageBody) as LeakTask));
+    sqs.commandCalls(SendMessageBatchCommand).flatMap((call) => (call.args[0].input as { Entries: { MessageBody: string }[] }).Entries.flatMap((e) => tasksOfMessage(e.MessageBody)));
 
   beforeEach(async () => {
     sm = await startFakeSecretsManager();

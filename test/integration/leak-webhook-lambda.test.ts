@@ -4,6 +4,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from '
 import { mockClient } from 'aws-sdk-client-mock';
 import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { tasksOfMessage } from '#adapters/queues/sqs.ts';
 import { ConditionalCheckFailedException, DeleteItemCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import type { LeakTask } from '#core/remediation.ts';
 import { handler } from '../../functions/leak-webhook.ts';
@@ -109,7 +110,7 @@ async function post(scanner: string, delivery: Delivery, remainingMs?: number): 
 }
 
 const queued = (): LeakTask[] =>
-  sqs.commandCalls(SendMessageBatchCommand).flatMap((call) => (call.args[0].input as { Entries: { MessageBody: string }[] }).Entries.map((e) => JSON.parse(e.MessageBody) as LeakTask));
+  sqs.commandCalls(SendMessageBatchCommand).flatMap((call) => (call.args[0].input as { Entries: { MessageBody: string }[] }).Entries.flatMap((e) => tasksOfMessage(e.MessageBody)));
 const logLines = () => stderr.join('').trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as { msg: string; error?: { code: string } });
 
 describe('leak-webhook Lambda (the exported handler, configured by its environment)', () => {

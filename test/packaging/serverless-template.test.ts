@@ -444,6 +444,8 @@ describe('serverless package', () => {
       expect(mapping[0]![1].Properties.EventSourceArn).toEqual(getAtt('LeakQueue'));
       expect(mapping[0]![1].Properties.FunctionName).toEqual(getAtt('LeakDashworkerLambdaFunction'));
       expect(mapping[0]![1].Properties.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
+      // test/integration/leak-burst.test.ts hands the worker batches of this size.
+      expect(mapping[0]![1].Properties.BatchSize).toBe(10);
     });
 
     it('sends failed async invocations of the scheduled and rotation functions to the on-failure queue', () => {
