@@ -1,11 +1,11 @@
 // npm run demo (or npm start): the main job, locally, in one command. Starts private PostgreSQL and
 // MariaDB servers, registers an admin and an application user for each, rotates them, revokes the
 // old credentials and proves it by logging in, shows the audit trail, then starts `rekey serve` and
-// posts a TruffleHog finding of the AWSCURRENT PostgreSQL password, waits until that password is
-// refused, and prints the timeline (leak received → rotated → revoked → ticket) with timings.
+// posts a signed GitGuardian incident (HMAC-SHA-256, no value: the hmsl_hash) of the AWSCURRENT
+// PostgreSQL password, waits until that password is refused, and prints the timeline (leak received → rotated → revoked → ticket) with timings.
 // Cleans up after itself. No secret value is ever printed.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,6 +14,7 @@ import pg from 'pg';
 import mysql from 'mysql2/promise';
 import { LocalChainAuditLog } from '#adapters/audit/local-chain.ts';
 import type { AuditRecord } from '#core/audit.ts';
+import { hmslHash } from '#core/fingerprint.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'scripts/rekey-bin.mjs');
@@ -102,33 +103,66 @@ async function main(): Promise<void> {
     await rekey(['audit', '--secret', 'demo/postgres']);
     await rekey(['audit', '--verify']);
 
-    step('a leak: rekey serve, then a TruffleHog finding of the AWSCURRENT PostgreSQL password');
-    const token = randomBytes(24).toString('hex');
-    seen(token);
-    const serveEnv = { ...env, REKEY_INGEST_TOKEN: token, REKEY_NOTIFY_CONSOLE: 'true' };
-    say('  $ rekey serve --port 0 --sweep-every 0     (REKEY_INGEST_TOKEN set; chat goes to the console)');
+    step('a leak: rekey serve, then a signed GitGuardian incident of the AWSCURRENT PostgreSQL password');
+    // The signature token GitGuardian and rekey share (Settings → Integrations → Custom webhook), new each run.
+    const signatureToken = seen(randomBytes(24).toString('hex'));
+    const serveEnv = { ...env, GITGUARDIAN_WEBHOOK_SECRET: signatureToken, REKEY_NOTIFY_CONSOLE: 'true' };
+    say('  $ rekey serve --port 0 --sweep-every 0     (GITGUARDIAN_WEBHOOK_SECRET set; chat goes to the console)');
     const started = await startServe(serveEnv);
     serve = started.child;
     say(indent(started.banner));
     const leaked = pgNow;
-    const uri = `postgresql://${leaked.username}:${leaked.password}@127.0.0.1:${leaked.port}`;
-    const finding = {
-      SourceMetadata: { Data: { Github: { repository: 'https://github.com/example-org/demo-app.git', commit: randomBytes(20).toString('hex'), file: 'deploy/.env', line: 3, visibility: 0, timestamp: new Date().toISOString() } } },
-      SourceName: 'trufflehog - github',
-      DetectorName: 'Postgres',
-      Verified: true,
-      Raw: uri,
-      RawV2: uri,
-      Redacted: `postgresql://${leaked.username}:********@127.0.0.1:${leaked.port}`,
+    // A GitGuardian incident never carries the value: only its HasMySecretLeaked hash, which rekey
+    // matches through its fingerprint index. The hash is derived from the password, so it is kept
+    // out of the output like a value.
+    const hmsl = seen(await hmslHash(leaked.password));
+    const incidentId = 1_000_000 + randomBytes(3).readUIntBE(0, 3);
+    const commit = randomBytes(20).toString('hex');
+    const now = new Date().toISOString();
+    const incident = {
+      source: 'GitGuardian',
+      timestamp: now,
+      action: 'incident_triggered',
+      message: 'A new incident has been detected.',
+      target_user: 'GitGuardian',
+      custom_webhook_name: 'rekey',
+      incident: {
+        id: incidentId,
+        date: now,
+        detector: { name: 'postgresql_credentials', display_name: 'PostgreSQL Credentials', nature: 'specific', family: 'Other' },
+        hmsl_hash: hmsl,
+        secret_revoked: false,
+        validity: 'valid',
+        occurrence_count: 1,
+        status: 'triggered',
+        severity: 'critical',
+        gitguardian_url: `https://dashboard.gitguardian.com/workspace/1/incidents/${incidentId}`,
+      },
+      occurrence: {
+        id: incidentId + 1,
+        incident_id: incidentId,
+        kind: 'realtime',
+        sha: commit,
+        date: now,
+        presence: 'present',
+        url: `https://github.com/example-org/demo-app/commit/${commit}`,
+        filepath: 'deploy/.env',
+        source: { type: 'github', url: 'https://github.com/example-org/demo-app', full_name: 'example-org/demo-app', visibility: 'private' },
+      },
     };
+    const body = JSON.stringify(incident);
+    check('the delivery carries no value (only the hmsl_hash of the password)', !body.includes(leaked.password) && !body.includes(signatureToken));
+    // GitGuardian's signature: HMAC-SHA-256 of the raw body, keyed by the Timestamp header followed by the token.
     const t0 = Date.now();
-    const response = await fetch(`${started.url}/webhooks/trufflehog`, {
+    const timestamp = String(Math.floor(t0 / 1000));
+    const signature = createHmac('sha256', timestamp + signatureToken).update(body).digest('hex');
+    const response = await fetch(`${started.url}/webhooks/gitguardian`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson', 'x-rekey-delivery': `demo-${randomBytes(4).toString('hex')}` },
-      body: `${JSON.stringify(finding)}\n`,
+      headers: { 'content-type': 'application/json', timestamp, 'gitguardian-signature': `sha256=${signature}` },
+      body,
     });
     const accepted = Date.now() - t0;
-    say(`  POST ${started.url}/webhooks/trufflehog → HTTP ${response.status}`);
+    say(`  POST ${started.url}/webhooks/gitguardian (incident ${incidentId}, Timestamp ${timestamp}, GitGuardian-Signature sha256=…) → HTTP ${response.status}`);
     if (response.status !== 202) throw new Error(`the webhook answered ${response.status}, not 202`);
 
     say('  waiting until the leaked password is refused…');
@@ -145,8 +179,8 @@ async function main(): Promise<void> {
 
     step('timeline');
     const timeline: [number, string][] = [
-      [0, 'finding posted to rekey serve'],
-      [accepted, `webhook answered HTTP 202 (verified, queued)`],
+      [0, 'GitGuardian incident posted to rekey serve (signed)'],
+      [accepted, 'webhook answered HTTP 202 (signature verified, queued)'],
       ...records.map((r): [number, string] => [Date.parse(r.time) - t0, describe(r)]),
       [refusedAt!, 'leaked password refused (checked by logging in)'],
     ];
@@ -280,7 +314,11 @@ async function canLogIn(engine: 'postgres' | 'mariadb', db: Servers, user: strin
       await client.query('SELECT 1');
       return true;
     } catch (error) {
-      if (['28P01', '28000'].includes((error as { code?: string }).code ?? '')) return false;
+      const code = (error as { code?: string }).code ?? '';
+      if (['28P01', '28000'].includes(code)) return false;
+      // Logged in, then its session was ended by the revocation (pg_terminate_backend) while this
+      // check ran: the password still worked at that moment; the next poll sees the refusal.
+      if (code === '57P01') return true;
       throw error;
     } finally {
       await client.end().catch(() => {});

@@ -46,12 +46,19 @@ describe('npm run demo', () => {
       expect(stdout).toMatch(/audit trail intact: 7 records, chain head [0-9a-f]{64}/);
       expect(stdout).toMatch(/audit trail intact: 13 records, chain head [0-9a-f]{64}/);
 
+      // The leak arrives as a signed GitGuardian incident: no value in it, only the password's hmsl_hash.
+      expect(stdout).toContain('(GITGUARDIAN_WEBHOOK_SECRET set; chat goes to the console)');
+      expect(stdout).toMatch(/rekey serve: listening on http:\/\/127\.0\.0\.1:\d+\/webhooks\/\{[^}]*gitguardian[^}]*\}/);
+      expect(stdout).toContain('ok: the delivery carries no value (only the hmsl_hash of the password)');
+      expect(stdout).toMatch(/POST http:\/\/127\.0\.0\.1:\d+\/webhooks\/gitguardian \(incident \d+, Timestamp \d+, GitGuardian-Signature sha256=…\) → HTTP 202/);
+      expect(stdout).not.toMatch(/trufflehog/i);
+
       // The timeline, in order, each line with its offset.
       const timeline = stdout.slice(stdout.indexOf('== timeline'), stdout.indexOf('== chat messages'));
       const steps = [
-        /\+0 ms {2}finding posted to rekey serve/,
-        /\+\d+ ms {2}webhook answered HTTP 202/,
-        /\+\d+ ms {2}leak detected: demo\/postgres \(P[0-3], risk \d+\/100\) by scanner:trufflehog/,
+        /\+0 ms {2}GitGuardian incident posted to rekey serve \(signed\)/,
+        /\+\d+ ms {2}webhook answered HTTP 202 \(signature verified, queued\)/,
+        /\+\d+ ms {2}leak detected: demo\/postgres \(P[0-3], risk \d+\/100\) by scanner:gitguardian/,
         /\+\d+ ms {2}rotation started: new version [0-9a-f]{8} stored as AWSPENDING/,
         /\+\d+ ms {2}rotation succeeded: version [0-9a-f]{8} is AWSCURRENT/,
         /\+\d+ ms {2}leaked credential revoked \(version [0-9a-f]{8}\), proven by a refused login/,
@@ -71,9 +78,10 @@ describe('npm run demo', () => {
       expect(stdout).not.toContain('== rekey serve log');
       expect(stdout).toMatch(/demo finished: every old password refused, every current one works; the leaked password stopped working \d+ ms after the report/);
 
-      // No value the demo created or read (database admin passwords, every password, the ingest token) appears.
+      // No value the demo created or read (database admin passwords, every password, the GitGuardian
+      // signature token, the leaked password's hmsl_hash) appears.
       const values = JSON.parse(await readFile(valuesFile, 'utf8')) as string[];
-      expect(values.length).toBeGreaterThanOrEqual(6);
+      expect(values.length).toBeGreaterThanOrEqual(7);
       const guard = new LeakGuard();
       for (const value of values) guard.secret(value);
       guard.output('demo stdout', stdout);
