@@ -32,7 +32,8 @@ ensure_binaries() {
   command -v mariadbd >/dev/null || die "MariaDB server (mariadbd) not found; install the 'mariadb-server' package"
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Node is the one interpreter the project already requires (no python3 on a minimal Debian).
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 random_password() { head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 24; }
 
 # Server processes refuse to run as root; run them as the packages' service users when we are root.

@@ -40,8 +40,8 @@ export function failedReply(error: unknown): IntakeReply {
 
 /**
  * One webhook delivery, transport-neutral (the Lambda and `rekey serve` both call this):
- * size → scanner → content type → verify the raw bytes (constant time) → parse → de-duplicate →
- * fingerprint → enqueue. Replies never echo the body or an internal error.
+ * known scanner (404) → size (413) → configured (503) → content type (415) → verify the raw bytes,
+ * in constant time (401) → parse (400) → de-duplicate (409) → fingerprint → enqueue (202). Replies never echo the body or an internal error.
  *
  * `deadline` (the Lambda: some time before its timeout): when it fires while the delivery id is
  * being claimed or the tasks queued, the claim is released and a retryable DEADLINE error thrown
@@ -59,7 +59,7 @@ export async function acceptDelivery(
   const scanner = deps.scanners.get(scannerName);
   if (!scanner) return { status: 503, body: { message: `the ${scannerName} webhook is not configured on this deployment` } };
   const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (!ACCEPTED_TYPES.has(contentType)) return { status: 415, body: { message: 'content type must be application/json (or x-ndjson for trufflehog)' } };
+  if (!ACCEPTED_TYPES.has(contentType)) return { status: 415, body: { message: 'content type must be application/json, application/x-ndjson or application/jsonl' } };
   const now = deps.now();
   const full: ScannerRequest = { ...request, now };
   try {

@@ -259,28 +259,47 @@ export async function remediateLeak(deps: LeakDeps, leak: AssessedLeak): Promise
   // records the detection; the bus keeps the order, and it is awaited before the next event.
   const detected = emit(deps, DETAIL_TYPE.leakDetected, { ...base, ...(hit ? { versionId: hit.versionId } : {}), state, reasons: risk.reasons });
   const actions: string[] = [];
+  // Checklist lines for the ticket beyond the usual ones (a credential to rotate by hand, a consumer to check).
+  const todo: string[] = [];
   let failure: RemediationResult['error'];
   // A stray key (no version holds it) traced to the user of a managed secret.
   let strayOwner: string | undefined;
   try {
+    // A value no kind handles (an admin credential `{"token": …}`, no `engine`) is indexed by its
+    // credential-looking fields so its leak matches, but rekey can neither rotate nor revoke it:
+    // matched and ticketed for a human, which is not a failure (a retry could do no more).
+    const live = state === 'current' || state === 'pending' || state === 'previous-live';
+    const manual = hit && live ? await handledByNoKind(deps, hit) : false;
+    if (hit && manual) {
+      actions.push(`Nothing rotated or revoked: the value of ${hit.secretId} names no engine rekey handles, so the leaked credential still works.`);
+      todo.push(`- [ ] Rotate this credential where it was issued (revoke the leaked one there), then store the new value with \`rekey put ${hit.secretId}\``);
+    }
     // The rotation that replaces the leaked value kills it as soon as its successor is verified
     // (in parallel with the promotion), so it dies a rotation's tail earlier; the revoke below
     // then proves it dead without killing it twice. A leaked AWSPENDING is promoted by the
     // resumed rotation first, and killed by the second one.
     let killed: RotationResult['killed'];
-    if (hit && (state === 'current' || state === 'pending')) {
+    if (hit && !manual && (state === 'current' || state === 'pending')) {
       const kill = { killReplaced: { versionId: hit.versionId } };
       const rotated = await deps.rotation.rotate(hit.secretId, { trigger: 'leak', actor, reason: `leaked via ${report.source} ${report.sourceId}` }, kill);
       actions.push(`Rotated ${hit.secretId}: version ${rotated.versionId} is now AWSCURRENT (${rotated.strategy}).`);
       killed = rotated.killed;
+      let pushed = rotated.consumers;
       if (state === 'pending') {
         // The leaked pending value was just promoted by the resumed rotation: rotate once more.
         const again = await deps.rotation.rotate(hit.secretId, { trigger: 'leak', actor, reason: 'leaked value was pending' }, kill);
         actions.push(`Rotated again: version ${again.versionId} is now AWSCURRENT.`);
         killed = again.killed;
+        pushed = again.consumers;
+      }
+      // A leak does not wait for the consumers: the leaked value dies below anyway, so whoever
+      // did not get the new one is now broken — the ticket says who (README "Consumers").
+      for (const failed of pushed?.failed ?? []) {
+        actions.push(`Consumer NOT updated: ${failed.consumer}: ${failed.error.code}: ${failed.error.message}. It still holds the leaked value; the schedule sweep pushes the new one again.`);
+        todo.push(`- [ ] Make sure ${failed.consumer} has the new value (its push failed)`);
       }
     }
-    if (hit && (state === 'current' || state === 'pending' || state === 'previous-live')) {
+    if (hit && !manual && live) {
       const revoked = await revokeCredential(deps, hit.secretId, { versionId: hit.versionId, trigger: 'leak', actor, reason: `leaked via ${report.source}`, ...(killed ? { alreadyKilled: killed } : {}) });
       const what = revoked.keyId ? `key ${revoked.keyId} of ${revoked.username}` : `user ${revoked.username}`;
       actions.push(
@@ -319,7 +338,7 @@ export async function remediateLeak(deps: LeakDeps, leak: AssessedLeak): Promise
   await detected;
   let ticket: Ticket | undefined;
   try {
-    const upserted = await deps.tickets.upsert(ticketDraft(deps, leak, actions));
+    const upserted = await deps.tickets.upsert(ticketDraft(deps, leak, actions, todo));
     ticket = upserted.ticket;
     if (upserted.created) await emit(deps, DETAIL_TYPE.ticketOpened, { ...base, ticketId: ticket.id, ...(ticket.url ? { ticketUrl: ticket.url } : {}) });
   } catch (error) {
@@ -524,7 +543,25 @@ export async function remediateBurst(deps: LeakDeps, tasks: LeakTask[], options:
   return results;
 }
 
-function ticketDraft(deps: LeakDeps, leak: AssessedLeak, actions: string[]): TicketDraft {
+/** The matched version's value names no engine a kind handles (it was indexed by its generic fields). */
+async function handledByNoKind(deps: LeakDeps, hit: FingerprintHit): Promise<boolean> {
+  const { value } = await deps.store.getSecretValue(hit.secretId, { versionId: hit.versionId });
+  let engine: unknown;
+  try {
+    engine = (JSON.parse(value.reveal()) as { engine?: unknown } | null)?.engine;
+  } catch {
+    return false; // not JSON: let the rotation report it
+  }
+  if (typeof engine !== 'string') return true;
+  try {
+    deps.kinds.forEngine(engine);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+function ticketDraft(deps: LeakDeps, leak: AssessedLeak, actions: string[], todo: string[] = []): TicketDraft {
   const { report, risk, hit, description, tasks } = leak;
   const repository = report.locations.find((l) => l.repository)?.repository;
   const subject = hit ? hit.secretId : `unmatched ${report.secretType}${repository ? ` in ${repository}` : ''}`;
@@ -546,6 +583,7 @@ function ticketDraft(deps: LeakDeps, leak: AssessedLeak, actions: string[]): Tic
     '',
     '### What a human must do',
     ...(hit ? [] : ['- [ ] Find the owner of this credential and rotate it where it lives']),
+    ...todo,
     '- [ ] Purge the value from the repository history (git filter-repo / BFG) and any forks, caches or packages',
     '- [ ] Check the database and access logs for use of the leaked credential since the exposure',
     '- [ ] Close the finding in the scanner once done',

@@ -64,9 +64,8 @@ export async function startLeakPipeline(options: { githubTickets?: boolean; over
     githubToken: `ghp_${randomBytes(16).toString('hex')}`,
   };
   const github = await GitHubDouble.start({ token: secrets.githubToken, collaborators: ['octocat'] });
-  const holder: { guard?: LeakGuard } = {};
-  const rekey = await testRekey({ targets: recordingTargets(new DatabaseTargets(), holder) });
-  holder.guard = rekey.guard;
+  // testRekey's targets hand every password they set (generated or scrambled) to the guard.
+  const rekey = await testRekey();
   for (const value of Object.values(secrets)) rekey.guard.secret(value);
   const config = parseConfig({
     ...rekey.env,
@@ -157,27 +156,6 @@ async function filesUnder(dir: string): Promise<string[]> {
   return out;
 }
 
-/** Targets that hand every password they set (generated or scrambled) to the guard first. */
-function recordingTargets(inner: TargetRegistry, holder: { guard?: LeakGuard }): TargetRegistry {
-  return {
-    forEngine(engine: string): Target {
-      const target = inner.forEngine(engine);
-      return new Proxy(target, {
-        get(obj, prop, receiver) {
-          if (prop === 'setPassword') {
-            return (on: Parameters<Target['setPassword']>[0], username: string, password: Sealed<string>, via: Parameters<Target['setPassword']>[3]) => {
-              holder.guard?.secret(password);
-              return obj.setPassword(on, username, password, via);
-            };
-          }
-          const value = Reflect.get(obj, prop, receiver) as unknown;
-          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(obj) : value;
-        },
-      });
-    },
-    close: () => inner.close(),
-  };
-}
 
 // ------------------------------------------------------------------------------- deliveries
 

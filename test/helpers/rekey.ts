@@ -7,6 +7,8 @@ import { buildServices, type ServiceOverrides, type Services } from '#runtime/se
 import type { Logger } from '#core/ports/logger.ts';
 import type { RekeyEvent } from '#core/events.ts';
 import { InProcessEventBus } from '#adapters/buses/in-process.ts';
+import { DatabaseTargets } from '#adapters/targets/registry.ts';
+import type { Target, TargetRegistry } from '#core/ports/target.ts';
 import { LeakGuard } from './leak-guard.ts';
 import { adminSecret, servers, type TestEngine } from './databases.ts';
 import { createUser } from './users.ts';
@@ -33,7 +35,7 @@ export async function testRekey(extra: Partial<ServiceOverrides> = {}): Promise<
   bus.subscribe(async (event: RekeyEvent) => {
     events.push(event);
   });
-  const overrides: ServiceOverrides = { logger, events: bus, verifyBaseDelayMs: 20, ...extra };
+  const overrides: ServiceOverrides = { logger, events: bus, verifyBaseDelayMs: 20, ...extra, targets: recordingTargets(extra.targets ?? new DatabaseTargets(), guard) };
   const services = await buildServices(parseConfig(env), overrides);
   // CLI runs build their own services; sharing the store keeps tests fast and the state in one place.
   overrides.store = services.deps.store;
@@ -49,9 +51,51 @@ export async function testRekey(extra: Partial<ServiceOverrides> = {}): Promise<
     async dispose() {
       guard.output('logs', logs.join('\n'));
       guard.output('events', JSON.stringify(events));
+      await guardStoredValues(services, guard);
       await services.close();
       await rm(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * Every value the store holds, in every version a test left — generated, staged, promoted or
+ * revoked — is a value no output may show, whether or not the test read it back.
+ */
+async function guardStoredValues(services: Services, guard: LeakGuard): Promise<void> {
+  const store = services.deps.store;
+  for (const secret of await store.listSecrets().catch(() => [])) {
+    for (const version of secret.versions) {
+      const value = await store.getSecretValue(secret.secretId, { versionId: version.versionId }).catch(() => undefined);
+      if (!value) continue;
+      try {
+        guard.secretJson(value.value);
+      } catch {
+        guard.secret(value.value); // not JSON: the whole text is the secret
+      }
+    }
+  }
+}
+
+/** Targets that hand every password they set (generated or scrambled) to the guard first. */
+export function recordingTargets(inner: TargetRegistry, guard: LeakGuard): TargetRegistry {
+  return {
+    forEngine(engine: string): Target {
+      const target = inner.forEngine(engine);
+      return new Proxy(target, {
+        get(obj, prop, receiver) {
+          if (prop === 'setPassword') {
+            return (on: Parameters<Target['setPassword']>[0], username: string, password: Sealed<string>, via: Parameters<Target['setPassword']>[3]) => {
+              guard.secret(password);
+              return obj.setPassword(on, username, password, via);
+            };
+          }
+          const value = Reflect.get(obj, prop, receiver) as unknown;
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(obj) : value;
+        },
+      });
+    },
+    close: () => inner.close(),
   };
 }
 

@@ -88,13 +88,49 @@ describe('webhook intake over HTTP (rekey serve)', () => {
     });
 
     it('refuses a stale GitGuardian timestamp with 401, even correctly signed', async () => {
-      const stale = gitguardianDelivery(p.secrets.gitguardian, { id: 5, sentAt: new Date(Date.now() - 10 * 60_000) });
-      await refused('gitguardian', { ...stale, body: String(stale.body) }, 401);
-      const future = gitguardianDelivery(p.secrets.gitguardian, { id: 5, sentAt: new Date(Date.now() + 10 * 60_000) });
+      /** The canary goes into the body, and the delivery is signed again: only its timestamp is wrong. */
+      const withCanary = (d: Delivery): Delivery => {
+        const body = String(d.body).replace('"incident_triggered"', `"incident_triggered","x":"${canary}"`);
+        expect(body).toContain(canary);
+        return { body, headers: { ...d.headers, 'gitguardian-signature': sign(d.headers.timestamp! + p.secrets.gitguardian, body) } };
+      };
+      const logsBefore = p.rekey.logs.length;
+      const stale = withCanary(gitguardianDelivery(p.secrets.gitguardian, { id: 5, sentAt: new Date(Date.now() - 10 * 60_000) }));
+      await refused('gitguardian', stale, 401);
+      const future = withCanary(gitguardianDelivery(p.secrets.gitguardian, { id: 5, sentAt: new Date(Date.now() + 10 * 60_000) }));
       await refused('gitguardian', future, 401);
+      // Refused for the timestamp (not the signature), and the body of neither reached a log line.
+      const refusals = p.rekey.logs.slice(logsBefore).filter((l) => l.includes('webhook refused'));
+      expect(refusals).toHaveLength(2);
+      for (const line of refusals) expect(line).toContain('timestamp outside the 300 s tolerance');
+      expect(p.rekey.logs.join('\n')).not.toContain(canary);
+      p.rekey.guard.assertClean();
       const body = String(gitguardianDelivery(p.secrets.gitguardian, { id: 6 }).body).replace('"incident_triggered"', `"incident_triggered","x":"${canary}"`);
       const timestamp = String(Math.floor(Date.now() / 1000));
       await refused('gitguardian', { body, headers: { 'content-type': 'application/json', timestamp, 'gitguardian-signature': sign(p.secrets.gitguardian, body) } }, 401); // key without the timestamp
+    });
+
+    it('verifies before parsing: a body that is not JSON, with a wrong or missing signature or token, gets 401, not 400', async () => {
+      const garbage = `not json {"${canary}`;
+      const gh = githubDelivery(p.secrets.github, { number: 7 });
+      await refused('github', { body: garbage, headers: { ...gh.headers, 'x-hub-signature-256': sign('not-the-secret', garbage) } }, 401);
+      const { 'x-hub-signature-256': _gh, ...ghUnsigned } = gh.headers;
+      await refused('github', { body: garbage, headers: ghUnsigned }, 401);
+      const gg = gitguardianDelivery(p.secrets.gitguardian, { id: 7 });
+      await refused('gitguardian', { body: garbage, headers: { ...gg.headers, 'gitguardian-signature': sign(gg.headers.timestamp! + 'not-the-secret', garbage) } }, 401);
+      const { 'gitguardian-signature': _gg, ...ggUnsigned } = gg.headers;
+      await refused('gitguardian', { body: garbage, headers: ggUnsigned }, 401);
+      for (const scanner of ['trufflehog', 'gitleaks'] as const) {
+        const ci = (scanner === 'trufflehog' ? trufflehogDelivery : gitleaksDelivery)(p.secrets.ingest, []);
+        await refused(scanner, { body: garbage, headers: { ...ci.headers, authorization: 'Bearer wrong-token-wrong-token' } }, 401);
+        const { authorization: _ci, ...anonymous } = ci.headers;
+        await refused(scanner, { body: garbage, headers: anonymous }, 401);
+      }
+      // The same bodies, correctly signed, are what the parser refuses (400): the 401s above came first.
+      await refused('github', { body: garbage, headers: { ...gh.headers, 'x-hub-signature-256': sign(p.secrets.github, garbage) } }, 400);
+      await refused('gitguardian', { body: garbage, headers: { ...gg.headers, 'gitguardian-signature': sign(gg.headers.timestamp! + p.secrets.gitguardian, garbage) } }, 400);
+      await refused('gitleaks', { body: garbage, headers: gitleaksDelivery(p.secrets.ingest, []).headers }, 400);
+      expect(p.rekey.logs.filter((l) => l.includes('webhook payload refused'))).toHaveLength(3);
     });
 
     it('refuses a CI report with a wrong or missing bearer token with 401', async () => {

@@ -232,6 +232,32 @@ describe('PostgresTarget', () => {
       expect(await currentUser()).toBe(u.name);
     });
 
+    it('pairs hostile names (quotes, semicolons, %, backslashes, mixed case, spaces) without running them as SQL', async () => {
+      const canary = await user(uniqueName('rkc'));
+      const tag = randomBytes(2).toString('hex');
+      const names = [
+        `w"i;DROP ROLE ${canary.name};--${tag}`,
+        `w'i;DROP ROLE ${canary.name};--${tag}`,
+        `O'Brien%\\${tag}`,
+        `MixedCase ${tag}`,
+        `$1 ?${tag}`,
+      ];
+      for (const name of names) {
+        target.validateUsername(name, { alternating: true });
+        const u = await user(name);
+        const clone = `${name}_clone`;
+        await target.syncClone(admin, name, clone);
+        await target.syncClone(admin, name, clone); // the next rotation's sync leaves it in shape
+        const clonePw = password('clone');
+        await target.setPassword(loginAs(clone, clonePw), clone, new Sealed(clonePw), { admin });
+        const who = await asUser(clone, clonePw, async (c) => (await c.query<{ session_user: string; current_user: string }>('SELECT session_user, current_user')).rows[0]!);
+        expect(who).toEqual({ session_user: clone, current_user: name });
+        await assertCanLogIn('postgres', name, u.pw);
+      }
+      // Had any name been spliced into SQL, the canary would be gone.
+      await assertCanLogIn('postgres', canary.name, canary.pw);
+    });
+
     it('throws ROLE_NOT_FOUND when the original does not exist, creating nothing', async () => {
       const missing = uniqueName('rkpg_missing');
       await expect(target.syncClone(admin, missing, `${missing}_clone`)).rejects.toMatchObject({ code: 'ROLE_NOT_FOUND' });

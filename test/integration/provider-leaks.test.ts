@@ -1,10 +1,13 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { ConsumerAdapters } from '#adapters/consumers/registry.ts';
 import { DETAIL_TYPE } from '#core/events.ts';
+import { hmslHash } from '#core/fingerprint.ts';
 import { STAGE } from '#core/ports/secret-store.ts';
 import { FakeIam } from '#test/helpers/fake-iam.ts';
+import { GitHubActionsDouble } from '#test/helpers/github-actions-double.ts';
 import { FakeProvider } from '#test/helpers/http-provider.ts';
-import { TICKETS_REPO, gitleaksDelivery, startLeakPipeline, trufflehogDelivery, type Delivery, type LeakPipeline } from '#test/helpers/leak-pipeline.ts';
+import { TICKETS_REPO, gitguardianDelivery, gitleaksDelivery, startLeakPipeline, trufflehogDelivery, type Delivery, type LeakPipeline } from '#test/helpers/leak-pipeline.ts';
 
 /**
  * Provider keys found by scanners, end to end through `rekey serve`: matched by fingerprint like
@@ -14,17 +17,22 @@ import { TICKETS_REPO, gitleaksDelivery, startLeakPipeline, trufflehogDelivery, 
  */
 
 let provider: FakeProvider;
+let actions: GitHubActionsDouble;
 let fake: FakeIam;
 let p: LeakPipeline;
 
 beforeAll(async () => {
   provider = await FakeProvider.start();
+  actions = await GitHubActionsDouble.start();
+  actions.addRepository(DEPLOY_REPO, ['production']);
 });
 afterAll(async () => {
   await provider.close();
+  await actions.close();
 });
 beforeEach(async () => {
   fake = new FakeIam();
+  provider.requests.length = 0;
   p = await startLeakPipeline();
   p.rekey.guard.secret(provider.adminToken);
 });
@@ -32,21 +40,45 @@ afterEach(async () => {
   for (const keys of fake.users.values()) for (const key of keys) p.rekey.guard.secret(key.secret);
   for (const key of provider.keys.values()) p.rekey.guard.secret(key.secret);
   p.rekey.guard.output('provider request URLs', provider.requests.map((r) => r.url).join('\n'));
+  p.rekey.guard.output('GitHub Actions request log', actions.requestLog());
+  actions.requests.length = 0;
   fake.restore();
   await p.dispose();
   p.rekey.guard.assertClean();
 });
 
-async function iamSecret() {
+const DEPLOY_REPO = 'acme/deploy';
+
+async function iamSecret(options: { consumers?: unknown[] } = {}) {
   const userName = `deploy-${randomBytes(3).toString('hex')}`;
   const key = fake.addKey(userName);
   p.rekey.guard.secret(key.secret);
   const secretId = `prod/iam/${userName}`;
-  await p.rekey.deps.store.createSecret(secretId, fake.value(userName, key), { tags: { 'rekey:managed': 'true', 'rekey:environment': 'prod', 'rekey:grace': '1h' } });
+  await p.rekey.deps.store.createSecret(secretId, fake.value(userName, key, options.consumers ? { consumers: options.consumers } : {}), {
+    tags: { 'rekey:managed': 'true', 'rekey:environment': 'prod', 'rekey:grace': '1h' },
+  });
   return { secretId, userName, key };
 }
 
-async function deliver(source: 'trufflehog' | 'gitleaks', delivery: Delivery) {
+async function httpSecret() {
+  const adminSecretId = `providers/acme/${randomBytes(3).toString('hex')}`;
+  await p.rekey.deps.store.createSecret(adminSecretId, provider.adminValue(), { tags: { 'rekey:managed': 'false' } });
+  const key = provider.addKey();
+  p.rekey.guard.secret(key.secret);
+  const secretId = `prod/api/${key.id}`;
+  await p.rekey.deps.store.createSecret(secretId, provider.value(key, { adminSecretId }), { tags: { 'rekey:managed': 'true' } });
+  return { secretId, key, adminSecretId };
+}
+
+/** Does the provider itself accept `key` (its verify endpoint, called directly, not through rekey)? */
+async function providerAccepts(key: string): Promise<boolean> {
+  const reply = await fetch(`${provider.url}/v1/me`, { headers: { authorization: `Bearer ${key}` } });
+  await reply.arrayBuffer();
+  if (reply.status !== 200 && reply.status !== 401) throw new Error(`unexpected status ${reply.status} from the provider`);
+  return reply.status === 200;
+}
+
+async function deliver(source: 'trufflehog' | 'gitleaks' | 'gitguardian', delivery: Delivery) {
   const reply = await p.post(source, delivery);
   expect(reply.status, reply.text).toBe(202);
   await p.settle();
@@ -56,6 +88,7 @@ async function deliver(source: 'trufflehog' | 'gitleaks', delivery: Delivery) {
 }
 
 const issueOf = (title: RegExp) => p.github.issues(TICKETS_REPO).find((i) => title.test(i.title));
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 const currentKeyId = async (secretId: string) => JSON.parse((await p.rekey.deps.store.getSecretValue(secretId, { stage: STAGE.current })).value.reveal()).accessKeyId as string;
 
 describe('leaked AWS access keys', () => {
@@ -134,5 +167,98 @@ describe('leaked HTTP API keys', () => {
     const now = JSON.parse((await p.rekey.deps.store.getSecretValue(secretId, { stage: STAGE.current })).value.reveal()) as { keyId: string };
     expect(provider.keys.get(now.keyId)?.active).toBe(true);
     expect(issueOf(new RegExp(`Leaked credential: ${secretId.replace(/[/]/g, '\\/')}$`))?.body).toMatch(/revoke-endpoint/);
+  });
+
+  it('the key of AWSPREVIOUS: revoked at once through the revoke endpoint, without another rotation; the provider refuses it', async () => {
+    const app = await httpSecret();
+    await p.rekey.rotation.rotate(app.secretId, { trigger: 'manual', reason: 'quarterly' });
+    const now = JSON.parse((await p.rekey.deps.store.getSecretValue(app.secretId, { stage: STAGE.current })).value.reveal()) as { keyId: string; key: string };
+    expect(await providerAccepts(app.key.secret)).toBe(true); // the grace (default) keeps it alive
+    const creates = provider.callsTo('create').length;
+
+    const result = await deliver('gitleaks', gitleaksDelivery(p.secrets.ingest, [{ value: app.key.secret }]));
+    expect(result).toMatchObject({ secretId: app.secretId, state: 'previous-live' });
+    expect(result.error).toBeUndefined();
+    expect(await providerAccepts(app.key.secret)).toBe(false);
+    expect(provider.callsTo('revoke').map((r) => r.url)).toEqual([`/v1/keys/${app.key.id}`]);
+    // Not rotated again: AWSCURRENT and its key are untouched.
+    expect(provider.callsTo('create')).toHaveLength(creates);
+    expect(JSON.parse((await p.rekey.deps.store.getSecretValue(app.secretId, { stage: STAGE.current })).value.reveal()).keyId).toBe(now.keyId);
+    expect(await providerAccepts(now.key)).toBe(true);
+    expect(p.rekey.events.some((e) => e.detailType === DETAIL_TYPE.rotationStarted && e.detail.trigger === 'leak')).toBe(false);
+    expect(issueOf(new RegExp(`Leaked credential: ${escaped(app.secretId)}$`))?.body).toContain(`Revoked the leaked credential (key ${app.key.id} of acme`);
+  });
+});
+
+describe('GitGuardian (no value, only its HMSL hash)', () => {
+  it('an incident whose hmsl_hash is an API key of AWSCURRENT: matched, rotated, the old key revoked and refused, ticketed', async () => {
+    const app = await httpSecret();
+    const result = await deliver('gitguardian', gitguardianDelivery(p.secrets.gitguardian, { id: 7001, hmslHash: await hmslHash(app.key.secret), visibility: 'public' }));
+    expect(result).toMatchObject({ secretId: app.secretId, state: 'current', sourceId: '7001' });
+    expect(result.error).toBeUndefined();
+    expect(await providerAccepts(app.key.secret)).toBe(false);
+    const now = JSON.parse((await p.rekey.deps.store.getSecretValue(app.secretId, { stage: STAGE.current })).value.reveal()) as { keyId: string; key: string };
+    expect(now.keyId).not.toBe(app.key.id);
+    expect(await providerAccepts(now.key)).toBe(true);
+    const issue = issueOf(new RegExp(`Leaked credential: ${escaped(app.secretId)}$`))!;
+    expect(issue.body).toContain('gitguardian (7001)');
+    expect(issue.body).toMatch(/revoke-endpoint/);
+  });
+
+  it('an incident whose hmsl_hash is the secret access key of an IAM key: matched and the key deactivated', async () => {
+    const app = await iamSecret();
+    const result = await deliver('gitguardian', gitguardianDelivery(p.secrets.gitguardian, { id: 7002, hmslHash: await hmslHash(app.key.secret) }));
+    expect(result).toMatchObject({ secretId: app.secretId, state: 'current' });
+    expect(result.error).toBeUndefined();
+    expect(fake.key(app.key.id)?.status).toBe('Inactive');
+    expect(fake.key(await currentKeyId(app.secretId))?.status).toBe('Active');
+  });
+});
+
+describe('a value no kind handles (`{"token": …}`, no engine)', () => {
+  it('its leak is matched to the secret and ticketed, not failed: nothing can be rotated, and the ticket asks a human to rotate it', async () => {
+    const adminSecretId = `providers/acme/admin-${randomBytes(3).toString('hex')}`;
+    await p.rekey.deps.store.createSecret(adminSecretId, provider.adminValue(), { tags: { 'rekey:managed': 'false', 'rekey:environment': 'prod' } });
+    const before = (await p.rekey.deps.store.describeSecret(adminSecretId)).versions;
+
+    const result = await deliver('gitleaks', gitleaksDelivery(p.secrets.ingest, [{ value: provider.adminToken }]));
+    expect(result).toMatchObject({ secretId: adminSecretId, state: 'current' });
+    // Not a failure: a retry (SQS redelivery, `rekey serve`'s) could do no more.
+    expect(result.error).toBeUndefined();
+    expect(result.actions).toEqual([`Nothing rotated or revoked: the value of ${adminSecretId} names no engine rekey handles, so the leaked credential still works.`]);
+    const issue = issueOf(new RegExp(`^\\[P\\d\\] Leaked credential: ${escaped(adminSecretId)}$`))!;
+    expect(issue).toBeDefined();
+    expect(result.ticket).toBeDefined();
+    expect(issue.body).toContain('reported by gitleaks');
+    expect(issue.body).toContain(`- [ ] Rotate this credential where it was issued (revoke the leaked one there), then store the new value with \`rekey put ${adminSecretId}\``);
+    // Nothing rotated or revoked: the same single version, and no call to the provider.
+    expect((await p.rekey.deps.store.describeSecret(adminSecretId)).versions).toEqual(before);
+    expect(provider.requests).toHaveLength(0);
+    const types = p.rekey.events.map((e) => e.detailType);
+    for (const type of [DETAIL_TYPE.leakDetected, DETAIL_TYPE.ticketOpened]) expect(types).toContain(type);
+    for (const type of [DETAIL_TYPE.rotationStarted, DETAIL_TYPE.credentialRevoked]) expect(types).not.toContain(type);
+    expect(p.rekey.events.find((e) => e.detailType === DETAIL_TYPE.leakRemediated)?.detail).toMatchObject({ secretId: adminSecretId, outcome: 'succeeded' });
+  });
+});
+
+describe('consumers on a leak', () => {
+  it('a failed GitHub Actions push does not hold back the revoke of the leaked key, and the ticket says the push failed', async () => {
+    p.rekey.deps.consumers = new ConsumerAdapters({ events: p.rekey.bus, octokit: actions.octokit() });
+    const consumer = { type: 'github-actions', repository: DEPLOY_REPO, environment: 'production', secrets: { AWS_ACCESS_KEY_ID: 'accessKeyId', AWS_SECRET_ACCESS_KEY: 'secretAccessKey' } };
+    const app = await iamSecret({ consumers: [consumer] });
+    actions.fail('PUT', /AWS_SECRET_ACCESS_KEY$/, 403);
+
+    const result = await deliver('gitleaks', gitleaksDelivery(p.secrets.ingest, [{ value: app.key.secret }]));
+    expect(result).toMatchObject({ secretId: app.secretId, state: 'current' });
+    const now = await currentKeyId(app.secretId);
+    expect(now).not.toBe(app.key.id);
+    expect(fake.key(now)?.status).toBe('Active'); // the new key is kept
+    expect(fake.key(app.key.id)?.status).toBe('Inactive'); // the leak did not wait for the consumer
+    expect(p.rekey.events.find((e) => e.detailType === DETAIL_TYPE.consumerUpdateFailed)?.detail.error).toMatchObject({ code: 'CONSUMER_PUSH_FAILED' });
+    const issue = issueOf(new RegExp(`Leaked credential: ${escaped(app.secretId)}$`))!;
+    expect(issue.body).toContain(`github-actions ${DEPLOY_REPO} (environment production)`);
+    expect(issue.body).toMatch(/consumer NOT updated/i);
+    expect(issue.body).toContain('CONSUMER_PUSH_FAILED');
+    expect(issue.body).toContain(`- [ ] Make sure github-actions ${DEPLOY_REPO} (environment production) has the new value (its push failed)`);
   });
 });

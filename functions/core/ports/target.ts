@@ -5,8 +5,12 @@ import type { Sealed } from '../sealed.ts';
 export type Login = DatabaseSecret;
 
 /**
- * A system whose credentials rekey rotates (a database, a provider). One file per implementation,
- * one contract (test/contracts/target.contract.ts) for all. Every method:
+ * A database engine whose users' passwords rekey sets (PostgreSQL, MySQL/MariaDB). The core never
+ * calls a Target: it asks a CredentialKind (ports/credential-kind.ts), and the database kind
+ * (adapters/targets/database-kind.ts) is the one kind built on Targets — strategies, clones and
+ * revokes live there; providers (IAM access keys, HTTP API keys) are kinds of their own, with no
+ * Target. One file per engine, one contract (test/contracts/target.contract.ts) for the database
+ * engines; the kinds have theirs (test/contracts/credential-kind.contract.ts). Every method:
  * - quotes identifiers and literals itself (hostile names are normal input) or refuses them with a
  *   ValidationError before any SQL is sent;
  * - throws TargetError whose message names identifiers only; a driver error is kept as a redacted cause;
