@@ -54,14 +54,17 @@ export async function startLocalServer(
   });
   const address = server.address() as AddressInfo;
   let timer: NodeJS.Timeout | undefined;
-  let sweeping = false;
+  // The sweep under way, if any: one at a time, and awaited by close().
+  let sweeping: Promise<void> | undefined;
   if (options.sweepEveryMs) {
     timer = setInterval(() => {
       if (sweeping) return;
-      sweeping = true;
-      sweep(services.deps, services.trigger, { concurrency: config.REKEY_SWEEP_CONCURRENCY, stuckAfterMs: parseDuration(config.REKEY_STUCK_AFTER) })
-        .catch((error: unknown) => log.error('sweep failed', { error: publicError(error) }))
-        .finally(() => (sweeping = false));
+      sweeping = sweep(services.deps, services.trigger, { concurrency: config.REKEY_SWEEP_CONCURRENCY, stuckAfterMs: parseDuration(config.REKEY_STUCK_AFTER) })
+        .then(
+          () => {},
+          (error: unknown) => log.error('sweep failed', { error: publicError(error) }),
+        )
+        .finally(() => (sweeping = undefined));
     }, options.sweepEveryMs);
     timer.unref();
   }
@@ -71,9 +74,11 @@ export async function startLocalServer(
     async close() {
       if (timer) clearInterval(timer);
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      // Finish what is being worked; retries still waiting are dropped (their tickets say so).
+      // Finish what is being worked — a sweep's rotations too: stopping one between two steps is
+      // safe (the next run resumes it) but leaves a pending version behind for no reason.
+      // Leak retries still waiting are dropped (their tickets say so).
       leak.localQueue?.stop();
-      await leak.localQueue?.idle();
+      await Promise.all([leak.localQueue?.idle(), sweeping]);
     },
   };
 }

@@ -9,6 +9,13 @@ import { FingerprintingStore } from '#adapters/stores/fingerprinting.ts';
 import { assertCanLogIn, assertCannotLogIn, uniqueName } from '#test/helpers/databases.ts';
 import { dropUser } from '#test/helpers/users.ts';
 import { managedUser, storedLogin, testRekey, type TestRekey } from '#test/helpers/rekey.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DatabaseTargets } from '#adapters/targets/registry.ts';
+import type { Target, TargetRegistry } from '#core/ports/target.ts';
+import { DETAIL_TYPE } from '#core/events.ts';
+import { parseConfig } from '#runtime/config.ts';
+import { buildLeakServices } from '#runtime/leak-services.ts';
+import { startLocalServer } from '#runtime/local-server.ts';
 
 /**
  * `rekey serve`'s schedule sweep (`--sweep-every`), as an operator runs it: the real binary in a
@@ -44,15 +51,7 @@ describe('rekey serve --sweep-every (child process)', () => {
       await new Promise((resolve) => child!.once('exit', resolve));
     }
     child = undefined;
-    // Every value any version holds (the sweep generated some in the other process), then the outputs.
-    for (const secret of await rekey.deps.store.listSecrets()) {
-      for (const version of secret.versions) {
-        await rekey.deps.store
-          .getSecretValue(secret.secretId, { versionId: version.versionId })
-          .then((v) => rekey.guard.secretJson(v.value))
-          .catch(() => {});
-      }
-    }
+    // (dispose() adds every value the store holds — the sweep generated some in the other process.)
     rekey.guard.output('rekey serve stdout', stdout);
     rekey.guard.output('rekey serve stderr', stderr);
     rekey.guard.output('audit trail', await readFile(join(rekey.dir, 'audit.jsonl'), 'utf8').catch(() => ''));
@@ -123,5 +122,48 @@ describe('rekey serve --sweep-every (child process)', () => {
     expect(mine.map((r) => r.action)).toEqual(expect.arrayContaining(['Rotation Succeeded', 'Credential Revoked']));
     expect(new Set(mine.map((r) => r.actor))).toEqual(new Set(['schedule']));
     expect(records.some((r) => r.secretId === fresh.secretId)).toBe(false);
+  });
+});
+
+describe('rekey serve stopping during a sweep (in process)', () => {
+  it("waits for the sweep's rotation to finish before it closes, leaving no pending version", { timeout: 60_000 }, async () => {
+    // setPassword takes a while, so the stop lands in the middle of the rotation.
+    const slow: TargetRegistry = {
+      forEngine(engine) {
+        const target = new DatabaseTargets().forEngine(engine);
+        return new Proxy(target, {
+          get(obj, prop, receiver) {
+            const value = Reflect.get(obj, prop, receiver) as unknown;
+            if (prop === 'setPassword') return async (...args: Parameters<Target['setPassword']>) => (await sleep(400), obj.setPassword(...args));
+            return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(obj) : value;
+          },
+        });
+      },
+      close: async () => {},
+    };
+    const rekey = await testRekey({ targets: slow });
+    try {
+      const username = uniqueName('swp');
+      created.push({ engine: 'postgres', username });
+      const key = await LocalEncryptedStore.loadOrCreateKey({ dir: rekey.dir, masterKeyBase64: rekey.env.REKEY_MASTER_KEY! });
+      const pastStore = new FingerprintingStore(new LocalEncryptedStore({ dir: rekey.dir, key, now: () => new Date(Date.now() - 2 * DAY) }), rekey.index, rekey.indexKey, rekey.deps.kinds);
+      const due = await managedUser({ deps: { ...rekey.deps, store: pastStore }, guard: rekey.guard }, 'postgres', { username, strategy: 'single', tags: { 'rekey:max-age': '1d' } });
+      const config = parseConfig(rekey.env);
+      const server = await startLocalServer(rekey, buildLeakServices(rekey, config), config, { port: 0, sweepEveryMs: 50 });
+      const started = () => rekey.events.some((e) => e.detailType === DETAIL_TYPE.rotationStarted && e.detail.secretId === due.secretId);
+      for (const until = Date.now() + 20_000; !started(); ) {
+        if (Date.now() > until) throw new Error('the sweep did not start a rotation');
+        await sleep(10);
+      }
+      await server.close();
+      expect(rekey.events.filter((e) => e.detail.secretId === due.secretId).map((e) => e.detailType)).toContain(DETAIL_TYPE.rotationSucceeded);
+      const stages = (await rekey.deps.store.describeSecret(due.secretId)).versions.flatMap((v) => v.stages);
+      expect(stages).not.toContain(STAGE.pending);
+      const current = await storedLogin(rekey, due.secretId, { stage: STAGE.current });
+      await assertCanLogIn('postgres', current.username, current.password);
+    } finally {
+      await rekey.dispose();
+      rekey.guard.assertClean();
+    }
   });
 });
