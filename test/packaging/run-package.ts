@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
@@ -17,16 +17,26 @@ export function withoutAwsCredentials(env: NodeJS.ProcessEnv = process.env): Nod
 }
 
 /**
- * Runs `npm run package` (or `serverless package` with extra arguments) in its own process group and
+ * Whether this machine can run a command with no network at all: a new network namespace with only
+ * a loopback that is down (`unshare -rn`, Linux with user namespaces). Where it can, the package
+ * runs that way, which proves it needs no AWS lookup and no download.
+ */
+export const CAN_ISOLATE_NETWORK = process.platform === 'linux' && spawnSync('unshare', ['-rn', 'true'], { stdio: 'ignore' }).status === 0;
+
+/**
+ * Runs `npm run package` (or `serverless package` with extra arguments) with no network where the
+ * machine allows it (CAN_ISOLATE_NETWORK) and no AWS credentials, in its own process group and
  * kills the whole group on timeout: when esbuild fails, osls prints the error but does not exit, so a
  * plain timeout on npm would leave serverless and the esbuild service behind.
  */
-export function runPackage(options: { extraArgs?: string[]; timeoutMs?: number } = {}): Promise<{ output: string; ms: number }> {
+export function runPackage(options: { extraArgs?: string[]; timeoutMs?: number } = {}): Promise<{ output: string; ms: number; offline: boolean }> {
   const { extraArgs = [], timeoutMs = 110_000 } = options;
   const args = extraArgs.length ? ['exec', '--', 'serverless', 'package', '--stage', 'ci', ...extraArgs] : ['run', 'package'];
+  const offline = CAN_ISOLATE_NETWORK;
+  const [command, argv] = offline ? ['unshare', ['-rn', 'npm', ...args]] : ['npm', args];
   const started = performance.now();
   return new Promise((resolvePromise, reject) => {
-    const child = spawn('npm', args, { cwd: ROOT, env: withoutAwsCredentials(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, argv, { cwd: ROOT, env: withoutAwsCredentials(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     let failing: NodeJS.Timeout | undefined;
     const killGroup = () => {
@@ -61,7 +71,7 @@ export function runPackage(options: { extraArgs?: string[]; timeoutMs?: number }
     child.on('close', (code) => {
       clearTimeout(timer);
       clearTimeout(failing);
-      if (code === 0) resolvePromise({ output, ms: performance.now() - started });
+      if (code === 0) resolvePromise({ output, ms: performance.now() - started, offline });
       else reject(new Error(`npm ${args.join(' ')} exited with ${code}:\n${tail(output)}`));
     });
   });

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { functionZips, runPackage, TEMPLATE, zipEntryNames } from './run-package.ts';
+import { CAN_ISOLATE_NETWORK, functionZips, runPackage, TEMPLATE, zipEntryNames } from './run-package.ts';
 import { GITHUB_TOKEN_READERS, SECRETS_ACTIONS as SECRETS_ACTIONS_BY_FUNCTION } from '../helpers/iam.ts';
 import { expectBundleRotates } from '../helpers/bundle-smoke.ts';
 
@@ -98,6 +98,7 @@ let template: Json;
 let resources: Record<string, Json>;
 let vpcTemplate: Json;
 let vpcDir: string;
+let packagedOffline = false;
 
 const actionsOf = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
 const getAtt = (logicalId: string, attribute = 'Arn') => ({ 'Fn::GetAtt': [logicalId, attribute] });
@@ -129,13 +130,23 @@ beforeAll(async () => {
   vpcDir = mkdtempSync(join(tmpdir(), 'rekey-package-vpc-'));
   await runPackage({ extraArgs: ['--param', 'subnetIds=subnet-aaa,subnet-bbb', '--param', 'securityGroupIds=sg-111', '--param', `iamUserPath=${CUSTOM_IAM_PATH}`, '--package', vpcDir] });
   vpcTemplate = JSON.parse(readFileSync(join(vpcDir, 'cloudformation-template-update-stack.json'), 'utf8'));
-  await runPackage();
+  packagedOffline = (await runPackage()).offline;
   template = JSON.parse(readFileSync(TEMPLATE, 'utf8'));
   resources = template.Resources;
 }, 240_000);
 
 afterAll(() => {
   if (vpcDir) rmSync(vpcDir, { recursive: true, force: true });
+});
+
+describe('npm run package', () => {
+  it('needs no network and no AWS credentials: on Linux it ran in a network namespace with no interface up', () => {
+    // runPackage removed the credentials and, where the machine allows (unshare -rn), the network;
+    // had packaging looked anything up, it would have failed in beforeAll.
+    if (!CAN_ISOLATE_NETWORK) console.warn('this machine cannot run a command without network (unshare -rn): packaged with network');
+    expect(packagedOffline).toBe(CAN_ISOLATE_NETWORK);
+    if (process.platform === 'linux' && process.env.CI) expect(CAN_ISOLATE_NETWORK, 'CI must prove the package offline').toBe(true);
+  });
 });
 
 describe('serverless package', () => {
