@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, SQSEvent } from 'aws-lambda';
+import type { APIGatewayProxyStructuredResultV2, SQSEvent } from 'aws-lambda';
 import { Sealed } from '#core/sealed.ts';
 import { STAGE } from '#core/ports/secret-store.ts';
 import { hmslHash } from '#core/fingerprint.ts';
@@ -14,7 +14,7 @@ import { assertCanLogIn, assertCannotLogIn, servers, uniqueName } from '#test/he
 import { dropUser } from '#test/helpers/users.ts';
 import { managedUser, storedLogin, type TestRekey } from '#test/helpers/rekey.ts';
 import { GitHubDouble } from '#test/helpers/github-double.ts';
-import { lambdaContext } from '#test/helpers/lambda.ts';
+import { lambdaContext, webhookEvent } from '#test/helpers/lambda.ts';
 import { gitguardianDelivery, gitleaksDelivery, type Delivery } from '#test/helpers/leak-pipeline.ts';
 
 /**
@@ -86,15 +86,7 @@ describe('leak matching on AWS (fingerprints in the secrets’ tags)', () => {
     });
     const webhook = webhookHandler({ services: async () => rekey, intake: async () => leak.intake });
     const post = async (scanner: string, delivery: Delivery) => {
-      const event = {
-        version: '2.0',
-        rawPath: `/webhooks/${scanner}`,
-        headers: delivery.headers,
-        pathParameters: { scanner },
-        body: Buffer.from(delivery.body).toString('base64'),
-        isBase64Encoded: true,
-      } as unknown as APIGatewayProxyEventV2;
-      const reply = (await webhook(event, lambdaContext())) as APIGatewayProxyStructuredResultV2;
+      const reply = (await webhook(webhookEvent(scanner, delivery), lambdaContext())) as APIGatewayProxyStructuredResultV2;
       expect(reply.statusCode, String(reply.body)).toBe(202);
     };
     const worker = workerHandler({ services: async () => rekey, leak: async () => leak.leak });

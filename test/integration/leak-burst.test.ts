@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { APIGatewayProxyEventV2, SQSEvent } from 'aws-lambda';
+import type { SQSEvent } from 'aws-lambda';
 import { STAGE } from '#core/ports/secret-store.ts';
 import { DETAIL_TYPE } from '#core/events.ts';
 import { revokeCredential } from '#core/revocation.ts';
@@ -13,7 +13,7 @@ import { createHandler as workerHandler } from '../../functions/leak-worker.ts';
 import { assertCanLogIn, assertCannotLogIn, uniqueName, type TestEngine } from '#test/helpers/databases.ts';
 import { dropUser } from '#test/helpers/users.ts';
 import { managedUser, storedLogin } from '#test/helpers/rekey.ts';
-import { lambdaContext } from '#test/helpers/lambda.ts';
+import { lambdaContext, webhookEvent } from '#test/helpers/lambda.ts';
 import { TICKETS_REPO, githubDelivery, startLeakPipeline, trufflehogDelivery, type LeakPipeline } from '#test/helpers/leak-pipeline.ts';
 
 /**
@@ -149,18 +149,7 @@ describe('a burst of 50 leaks of mixed risk', () => {
     const webhook = webhookHandler({ services: async () => p.rekey, intake: async () => leak.intake });
     const worker = workerHandler({ services: async () => p.rekey, leak: async () => leak.leak });
     const post = async (scanner: string, delivery: { headers: Record<string, string>; body: string | Buffer }) => {
-      const event = {
-        version: '2.0',
-        routeKey: 'POST /webhooks/{scanner}',
-        rawPath: `/webhooks/${scanner}`,
-        rawQueryString: '',
-        headers: delivery.headers,
-        pathParameters: { scanner },
-        body: Buffer.from(delivery.body).toString('base64'),
-        isBase64Encoded: true,
-        requestContext: { http: { method: 'POST', path: `/webhooks/${scanner}` } },
-      } as unknown as APIGatewayProxyEventV2;
-      const reply = (await webhook(event, lambdaContext())) as { statusCode: number; body: string };
+      const reply = (await webhook(webhookEvent(scanner, delivery), lambdaContext())) as { statusCode: number; body: string };
       expect(reply.statusCode, reply.body).toBe(202);
     };
     /** The queue's messages, as the event source mapping hands them over: batches of `size`. */

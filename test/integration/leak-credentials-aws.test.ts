@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, SQSEvent } from 'aws-lambda';
+import type { APIGatewayProxyStructuredResultV2, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { CreateSecretCommand, PutSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
@@ -18,7 +18,7 @@ import { awsTestRekey, type AwsTestRekey } from '#test/helpers/aws-rekey.ts';
 import { GitHubDouble } from '#test/helpers/github-double.ts';
 import { LeakGuard } from '#test/helpers/leak-guard.ts';
 import { SECRETS_ACTIONS } from '#test/helpers/iam.ts';
-import { lambdaContext } from '#test/helpers/lambda.ts';
+import { lambdaContext, webhookEvent } from '#test/helpers/lambda.ts';
 import { githubDelivery, gitguardianDelivery, gitleaksDelivery, trufflehogDelivery, type Delivery } from '#test/helpers/leak-pipeline.ts';
 
 /**
@@ -38,18 +38,6 @@ const TABLE = 'rekey-ci-deliveries';
 function capturingLogger(lines: string[]): Logger {
   const log = (level: string) => (msg: string, fields: Record<string, unknown> = {}) => void lines.push(JSON.stringify({ level, msg, ...fields }));
   return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
-}
-
-function httpEvent(scanner: string, delivery: Delivery): APIGatewayProxyEventV2 {
-  return {
-    version: '2.0',
-    routeKey: 'POST /webhooks/{scanner}',
-    rawPath: `/webhooks/${scanner}`,
-    headers: delivery.headers,
-    pathParameters: { scanner },
-    body: Buffer.from(delivery.body).toString('base64'),
-    isBase64Encoded: true,
-  } as unknown as APIGatewayProxyEventV2;
 }
 
 describe('leak-webhook on AWS: webhook credentials from Secrets Manager', () => {
@@ -72,7 +60,7 @@ describe('leak-webhook on AWS: webhook credentials from Secrets Manager', () => 
     else await client.send(new PutSecretValueCommand({ SecretId: WEBHOOK_SECRET_ID, SecretString: text }));
   };
   const post = async (scanner: string, delivery: Delivery) => {
-    const reply = (await handler(httpEvent(scanner, delivery), lambdaContext())) as APIGatewayProxyStructuredResultV2;
+    const reply = (await handler(webhookEvent(scanner, delivery), lambdaContext())) as APIGatewayProxyStructuredResultV2;
     replies.push(JSON.stringify(reply));
     return { status: reply.statusCode, json: JSON.parse(String(reply.body)) as { message: string; deliveryId?: string } };
   };
@@ -245,7 +233,7 @@ describe('leak-worker on AWS: the GitHub token from Secrets Manager', () => {
       queue: { enqueue: async (queued) => void tasks.push(...queued) },
       deliveries: { claim: async (s, id) => !seen.has(`${s}:${id}`) && !!seen.add(`${s}:${id}`), release: async (s, id) => void seen.delete(`${s}:${id}`) },
     });
-    const reply = (await webhookHandler({ services: async () => rekey, intake })(httpEvent('github', githubDelivery(webhookSecret, { number: 31 })), lambdaContext())) as APIGatewayProxyStructuredResultV2;
+    const reply = (await webhookHandler({ services: async () => rekey, intake })(webhookEvent('github', githubDelivery(webhookSecret, { number: 31 })), lambdaContext())) as APIGatewayProxyStructuredResultV2;
     expect(reply.statusCode, String(reply.body)).toBe(202);
     expect(tasks).toHaveLength(1);
   });

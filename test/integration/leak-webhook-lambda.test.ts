@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
@@ -11,7 +11,7 @@ import { handler } from '../../functions/leak-webhook.ts';
 import { startFakeSecretsManager, type FakeSecretsManager } from '#test/helpers/fake-secrets-manager.ts';
 import { accessKeyId } from '#test/helpers/fake-iam.ts';
 import { LeakGuard } from '#test/helpers/leak-guard.ts';
-import { lambdaContext } from '#test/helpers/lambda.ts';
+import { lambdaContext, webhookEvent } from '#test/helpers/lambda.ts';
 import { gitleaksDelivery, trufflehogDelivery, type Delivery } from '#test/helpers/leak-pipeline.ts';
 
 /**
@@ -91,20 +91,8 @@ afterEach(() => {
   guard.assertClean();
 });
 
-function httpEvent(scanner: string, delivery: Delivery): APIGatewayProxyEventV2 {
-  return {
-    version: '2.0',
-    routeKey: 'POST /webhooks/{scanner}',
-    rawPath: `/webhooks/${scanner}`,
-    headers: delivery.headers,
-    pathParameters: { scanner },
-    body: Buffer.from(delivery.body).toString('base64'),
-    isBase64Encoded: true,
-  } as unknown as APIGatewayProxyEventV2;
-}
-
 async function post(scanner: string, delivery: Delivery, remainingMs?: number): Promise<APIGatewayProxyStructuredResultV2> {
-  const reply = (await handler(httpEvent(scanner, delivery), lambdaContext(remainingMs))) as APIGatewayProxyStructuredResultV2;
+  const reply = (await handler(webhookEvent(scanner, delivery), lambdaContext(remainingMs))) as APIGatewayProxyStructuredResultV2;
   replies.push(reply);
   return reply;
 }

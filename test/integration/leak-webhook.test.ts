@@ -1,13 +1,13 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, SQSEvent } from 'aws-lambda';
+import type { APIGatewayProxyStructuredResultV2, SQSEvent } from 'aws-lambda';
 import type { LeakTask } from '#core/remediation.ts';
 import { DETAIL_TYPE } from '#core/events.ts';
 import { RekeyError } from '#core/errors.ts';
 import { buildLeakServices, type LeakServices } from '#runtime/leak-services.ts';
 import { createHandler as webhookHandler } from '../../functions/leak-webhook.ts';
 import { createHandler as workerHandler } from '../../functions/leak-worker.ts';
-import { lambdaContext } from '#test/helpers/lambda.ts';
+import { lambdaContext, webhookEvent } from '#test/helpers/lambda.ts';
 import { uniqueName } from '#test/helpers/databases.ts';
 import { dropUser } from '#test/helpers/users.ts';
 import { managedUser } from '#test/helpers/rekey.ts';
@@ -187,23 +187,6 @@ describe('webhook intake over HTTP (rekey serve)', () => {
 
 // ---------------------------------------------------------------------------------- Lambda
 
-function httpEvent(scanner: string, delivery: Delivery, options: { base64?: boolean } = {}): APIGatewayProxyEventV2 {
-  const raw = Buffer.isBuffer(delivery.body) ? delivery.body : Buffer.from(delivery.body);
-  const base64 = options.base64 ?? true;
-  return {
-    version: '2.0',
-    routeKey: 'POST /webhooks/{scanner}',
-    rawPath: `/webhooks/${scanner}`,
-    rawQueryString: '',
-    // API Gateway lower-cases nothing for HTTP APIs' v2 payloads of custom clients: mixed case on purpose.
-    headers: Object.fromEntries(Object.entries(delivery.headers).map(([k, v]) => [k.replace(/(^|-)([a-z])/g, (m) => m.toUpperCase()), v])),
-    pathParameters: { scanner },
-    body: base64 ? raw.toString('base64') : raw.toString('utf8'),
-    isBase64Encoded: base64,
-    requestContext: { http: { method: 'POST', path: `/webhooks/${scanner}` } },
-  } as unknown as APIGatewayProxyEventV2;
-}
-
 describe('leak-webhook handler (API Gateway HTTP API)', () => {
   let p: LeakPipeline;
   let leak: LeakServices;
@@ -211,7 +194,7 @@ describe('leak-webhook handler (API Gateway HTTP API)', () => {
   let canary: string;
   let handler: ReturnType<typeof webhookHandler>;
   const invoke = async (scanner: string, delivery: Delivery, options?: { base64?: boolean }) => {
-    const reply = (await handler(httpEvent(scanner, delivery, options), lambdaContext())) as APIGatewayProxyStructuredResultV2;
+    const reply = (await handler(webhookEvent(scanner, delivery, { ...options, mixedCaseHeaders: true }), lambdaContext())) as APIGatewayProxyStructuredResultV2;
     p.rekey.guard.output('lambda reply', JSON.stringify(reply));
     expect(String(reply.body)).not.toContain(canary);
     return { status: reply.statusCode, json: JSON.parse(String(reply.body)) as { message: string; deliveryId?: string } };
@@ -312,7 +295,7 @@ describe('leak-worker handler (SQS, ReportBatchItemFailures)', () => {
     const leak = buildLeakServices(p.rekey, p.config, { queue: { enqueue: async (tasks) => void queued.push(...tasks) } });
     const webhook = webhookHandler({ services: async () => p.rekey, intake: async () => leak.intake });
     const post = async (scanner: string, delivery: Delivery) => {
-      const reply = (await webhook(httpEvent(scanner, delivery), lambdaContext())) as APIGatewayProxyStructuredResultV2;
+      const reply = (await webhook(webhookEvent(scanner, delivery, { mixedCaseHeaders: true }), lambdaContext())) as APIGatewayProxyStructuredResultV2;
       expect(reply.statusCode, String(reply.body)).toBe(202);
     };
     // 1. fine: an unmatched value → a triage ticket.
