@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { auditEntryOf } from '#core/audit.ts';
 import type { ChannelStats } from '#core/chat-dispatcher.ts';
 import { ValidationError } from '#core/errors.ts';
@@ -8,11 +8,11 @@ import { lambdaHandler, type HandlerOptions } from '#runtime/middleware.ts';
 
 /** The EventBridge envelope of one rekey event (the rule on the rekey bus matches `source: rekey`). */
 const envelopeSchema = z.object({
-  id: z.string().optional(),
+  id: z.optional(z.string()),
   source: z.literal(EVENT_SOURCE),
   'detail-type': z.enum(Object.values(DETAIL_TYPE) as [DetailType, ...DetailType[]]),
   time: z.string(),
-  detail: z.object({ secretId: z.string().min(1) }).loose(),
+  detail: z.looseObject({ secretId: z.string().check(z.minLength(1)) }),
 });
 
 export interface OnRekeyEventResult {

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { ValidationError } from '#core/errors.ts';
 import { inspectSecret, type SecretStatus } from '#core/inspect.ts';
 import { rotateNow, type RotateNowResult } from '#core/operations.ts';
@@ -7,16 +7,18 @@ import { STAGE } from '#core/ports/secret-store.ts';
 import { lambdaServices } from '#runtime/services.ts';
 import { lambdaHandler, type HandlerOptions } from '#runtime/middleware.ts';
 
+const secretId = z.string().check(z.minLength(1));
+const reason = z.optional(z.string().check(z.maxLength(500)));
 const eventSchema = z.discriminatedUnion('action', [
-  z.object({ action: z.literal('rotate'), secretId: z.string().min(1), reason: z.string().max(500).optional() }),
+  z.object({ action: z.literal('rotate'), secretId, reason }),
   z.object({
     action: z.literal('revoke'),
-    secretId: z.string().min(1),
-    reason: z.string().max(500).optional(),
-    stage: z.string().optional(),
-    versionId: z.string().optional(),
+    secretId,
+    reason,
+    stage: z.optional(z.string()),
+    versionId: z.optional(z.string()),
   }),
-  z.object({ action: z.literal('inspect'), secretId: z.string().min(1) }),
+  z.object({ action: z.literal('inspect'), secretId }),
 ]);
 
 export type OpsEvent = z.infer<typeof eventSchema>;

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { RekeyError, ValidationError } from '#core/errors.ts';
 import { STAGE } from '#core/ports/secret-store.ts';
 import type { RotationStep } from '#core/rotation.ts';
@@ -8,9 +8,9 @@ import { lambdaHandler, type HandlerOptions } from '#runtime/middleware.ts';
 /** The event Secrets Manager sends a rotation function. */
 const eventSchema = z.object({
   Step: z.enum(['createSecret', 'setSecret', 'testSecret', 'finishSecret']),
-  SecretId: z.string().min(1),
-  ClientRequestToken: z.string().min(1),
-  RotationToken: z.string().optional(),
+  SecretId: z.string().check(z.minLength(1)),
+  ClientRequestToken: z.string().check(z.minLength(1)),
+  RotationToken: z.optional(z.string()),
 });
 
 export type RotateSecretEvent = z.infer<typeof eventSchema>;

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { ValidationError } from './errors.ts';
 import { Sealed } from './sealed.ts';
 import { parseDuration } from './duration.ts';
@@ -17,18 +17,17 @@ const ENGINE_ALIASES: Record<string, DatabaseEngine> = {
 export type DatabaseEngine = 'postgres' | 'mysql' | 'mariadb';
 export type Strategy = 'single' | 'alternating';
 
-const valueSchema = z
-  .object({
-    engine: z.string(),
-    host: z.string().min(1).max(255),
-    port: z.coerce.number().int().min(1).max(65535).optional(),
-    username: z.string().min(1),
-    password: z.string().min(1),
-    dbname: z.string().min(1).optional(),
-    masterarn: z.string().min(1).optional(),
-    ssl: z.boolean().optional(),
-  })
-  .loose();
+const nonEmpty = () => z.string().check(z.minLength(1));
+const valueSchema = z.looseObject({
+  engine: z.string(),
+  host: z.string().check(z.minLength(1), z.maxLength(255)),
+  port: z.optional(z.coerce.number().check(z.int(), z.minimum(1), z.maximum(65535))),
+  username: nonEmpty(),
+  password: nonEmpty(),
+  dbname: z.optional(nonEmpty()),
+  masterarn: z.optional(nonEmpty()),
+  ssl: z.optional(z.boolean()),
+});
 
 /** A database credential as stored (JSON compatible with AWS's rotation templates). */
 export interface DatabaseSecret {
@@ -50,7 +49,7 @@ const DEFAULT_PORTS: Record<DatabaseEngine, number> = { postgres: 5432, mysql: 3
  * A stored value's JSON checked against a kind's schema. Errors name the fields that are wrong,
  * never echo a value (zod's own messages can quote the input).
  */
-export function parseSecretJson<S extends z.ZodType>(json: Sealed<string>, secretId: string, schema: S): z.infer<S> {
+export function parseSecretJson<S extends z.ZodMiniType>(json: Sealed<string>, secretId: string, schema: S): z.infer<S> {
   let raw: unknown;
   try {
     raw = JSON.parse(json.reveal());

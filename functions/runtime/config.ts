@@ -1,48 +1,54 @@
 import { userInfo } from 'node:os';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { ConfigError } from '#core/errors.ts';
+
+const nonEmpty = () => z.string().check(z.minLength(1));
+const integer = (min: number, max: number) => z.coerce.number().check(z.int(), z.minimum(min), z.maximum(max));
 
 /**
  * The only place that reads process.env. Parsed once; an error names the variable and what it
  * should be, never the value it had (a mistyped secret would otherwise land in a log).
  */
 const schema = z.object({
-  REKEY_STORE: z.enum(['local', 'aws']).default('local'),
-  REKEY_STORE_DIR: z.string().min(1).default('./.rekey'),
-  REKEY_MASTER_KEY: z.string().min(1).optional(),
-  REKEY_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('warn'),
-  REKEY_VERIFY_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3),
-  REKEY_EVENT_BUS_NAME: z.string().min(1).optional(),
-  AWS_REGION: z.string().min(1).optional(),
-  REKEY_SWEEP_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
-  REKEY_STUCK_AFTER: z.string().regex(/^(0|\d+(\.\d+)?(ms|s|m|h|d|w))$/).default('2h'),
+  REKEY_STORE: z._default(z.enum(['local', 'aws']), 'local'),
+  REKEY_STORE_DIR: z._default(nonEmpty(), './.rekey'),
+  REKEY_MASTER_KEY: z.optional(nonEmpty()),
+  REKEY_LOG_LEVEL: z._default(z.enum(['debug', 'info', 'warn', 'error', 'silent']), 'warn'),
+  REKEY_VERIFY_ATTEMPTS: z._default(integer(1, 20), 3),
+  REKEY_EVENT_BUS_NAME: z.optional(nonEmpty()),
+  AWS_REGION: z.optional(nonEmpty()),
+  REKEY_SWEEP_CONCURRENCY: z._default(integer(1, 64), 4),
+  REKEY_STUCK_AFTER: z._default(z.string().check(z.regex(/^(0|\d+(\.\d+)?(ms|s|m|h|d|w))$/)), '2h'),
   /** base64 of 32 bytes; locally derived from the store's master key when unset. */
-  REKEY_INDEX_KEY: z.string().min(1).optional(),
-  GITHUB_WEBHOOK_SECRET: z.string().min(1).optional(),
-  GITGUARDIAN_WEBHOOK_SECRET: z.string().min(1).optional(),
-  REKEY_INGEST_TOKEN: z.string().min(16).optional(),
-  GITHUB_TOKEN: z.string().min(1).optional(),
-  GITHUB_API_URL: z.url().default('https://api.github.com'),
-  REKEY_TICKETS_REPO: z.string().regex(/^[\w.-]+\/[\w.-]+$/).optional(),
-  REKEY_LEAK_QUEUE_URL: z.url().optional(),
-  REKEY_DELIVERIES_TABLE: z.string().min(1).optional(),
+  REKEY_INDEX_KEY: z.optional(nonEmpty()),
+  GITHUB_WEBHOOK_SECRET: z.optional(nonEmpty()),
+  GITGUARDIAN_WEBHOOK_SECRET: z.optional(nonEmpty()),
+  REKEY_INGEST_TOKEN: z.optional(z.string().check(z.minLength(16))),
+  GITHUB_TOKEN: z.optional(nonEmpty()),
+  GITHUB_API_URL: z._default(z.url(), 'https://api.github.com'),
+  REKEY_TICKETS_REPO: z.optional(z.string().check(z.regex(/^[\w.-]+\/[\w.-]+$/))),
+  REKEY_LEAK_QUEUE_URL: z.optional(z.url()),
+  REKEY_DELIVERIES_TABLE: z.optional(nonEmpty()),
   /**
    * AWS: the secrets holding the leak path's credentials, read at run time (runtime/leak-credentials.ts):
    * the three webhook secrets (leak-webhook), the GitHub token (leak-worker). The variables above win.
    */
-  REKEY_LEAK_WEBHOOK_SECRET_ID: z.string().min(1).optional(),
-  REKEY_GITHUB_TOKEN_SECRET_ID: z.string().min(1).optional(),
+  REKEY_LEAK_WEBHOOK_SECRET_ID: z.optional(nonEmpty()),
+  REKEY_GITHUB_TOKEN_SECRET_ID: z.optional(nonEmpty()),
   /** Chat. Webhook URLs are credentials: errors name the variable, never the URL. */
-  SLACK_WEBHOOK_URL: z.url().optional(),
-  TEAMS_WEBHOOK_URL: z.url().optional(),
+  SLACK_WEBHOOK_URL: z.optional(z.url()),
+  TEAMS_WEBHOOK_URL: z.optional(z.url()),
   /** AWS: the Secrets Manager secret holding {"slack": URL, "teams": URL}, read at run time. */
-  REKEY_CHAT_SECRET_ID: z.string().min(1).optional(),
+  REKEY_CHAT_SECRET_ID: z.optional(nonEmpty()),
   /** `summary`: one message per sweep or bulk rotation for its successes; `each`: one per success. */
-  REKEY_CHAT_SUCCESSES: z.enum(['summary', 'each']).default('summary'),
+  REKEY_CHAT_SUCCESSES: z._default(z.enum(['summary', 'each']), 'summary'),
   /** Locally: print chat messages on stderr too. */
-  REKEY_NOTIFY_CONSOLE: z.enum(['true', 'false', '1', '0']).default('false').transform((v) => v === 'true' || v === '1'),
+  REKEY_NOTIFY_CONSOLE: z.pipe(
+    z._default(z.enum(['true', 'false', '1', '0']), 'false'),
+    z.transform((v) => v === 'true' || v === '1'),
+  ),
   /** Who the audit trail names for CLI actions; default `cli:<login name>`. */
-  REKEY_ACTOR: z.string().min(1).max(200).optional(),
+  REKEY_ACTOR: z.optional(z.string().check(z.minLength(1), z.maxLength(200))),
 });
 
 export type Config = z.infer<typeof schema>;

@@ -8,7 +8,7 @@ import {
   type IAMClient,
 } from '@aws-sdk/client-iam';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { ConflictError, NotFoundError, RekeyError, TargetError, ValidationError, logsIn } from '#core/errors.ts';
 import type { CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm } from '#core/ports/credential-kind.ts';
 import { redactCause } from '#core/redact.ts';
@@ -22,14 +22,12 @@ export const AWS_IAM_USER_ENGINE = 'aws-iam-user';
 const USER_NAME = /^[\w+=,.@-]{1,64}$/;
 const ACCESS_KEY_ID = /^[A-Z0-9]{16,128}$/;
 
-const valueSchema = z
-  .object({
-    engine: z.literal(AWS_IAM_USER_ENGINE),
-    userName: z.string().regex(USER_NAME),
-    accessKeyId: z.string().regex(ACCESS_KEY_ID),
-    secretAccessKey: z.string().min(16).max(256),
-  })
-  .loose();
+const valueSchema = z.looseObject({
+  engine: z.literal(AWS_IAM_USER_ENGINE),
+  userName: z.string().check(z.regex(USER_NAME)),
+  accessKeyId: z.string().check(z.regex(ACCESS_KEY_ID)),
+  secretAccessKey: z.string().check(z.minLength(16), z.maxLength(256)),
+});
 
 /** An IAM user's access key as stored (`{engine, userName, accessKeyId, secretAccessKey, …}`). */
 export interface IamUserKey {

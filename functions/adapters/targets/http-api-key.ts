@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { ConflictError, RekeyError, TargetError, ValidationError, logsIn } from '#core/errors.ts';
 import { parseJsonPath, readJsonPath } from '#core/json-path.ts';
 import type { CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm } from '#core/ports/credential-kind.ts';
@@ -24,36 +24,33 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 const KEY_CHARS = /^[\x21-\x7e]+$/;
 const ID_CHARS = /^[\x21-\x7e]+$/;
 
-const headerSchema = z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/), z.string().max(8192));
-const endpointSchema = z
-  .object({
-    method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']),
-    url: z.string().min(1).max(2048),
-    headers: headerSchema.optional(),
-    body: z.unknown().optional(),
-  })
-  .strict();
+const headerSchema = z.record(z.string().check(z.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/)), z.string().check(z.maxLength(8192)));
+/** Each endpoint's fields; every endpoint object is strict (an unknown field is a typo). */
+const endpointShape = {
+  method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']),
+  url: z.string().check(z.minLength(1), z.maxLength(2048)),
+  headers: z.optional(headerSchema),
+  body: z.optional(z.unknown()),
+};
+const integer = (min: number, max: number) => z.number().check(z.int(), z.minimum(min), z.maximum(max));
+const clientErrors = () => z.array(integer(400, 499));
 
-const valueSchema = z
-  .object({
-    engine: z.literal(HTTP_API_KEY_ENGINE),
-    /** A name for messages and events (`stripe`, `sendgrid`, `billing-api`). */
-    provider: z.string().regex(/^[\w.-]{1,64}$/),
-    /** The secret holding the provider admin credential (any JSON object), read at AWSCURRENT. */
-    masterarn: z.string().min(1).max(2048),
-    keyId: z.string().min(1).max(MAX_ID_CHARS),
-    key: z.string().min(8).max(MAX_KEY_CHARS),
-    endpoints: z
-      .object({
-        create: endpointSchema.extend({ keyPath: z.string(), idPath: z.string() }).strict(),
-        verify: endpointSchema.extend({ refusedStatus: z.array(z.number().int().min(400).max(499)).min(1).optional() }).strict(),
-        revoke: endpointSchema.extend({ goneStatus: z.array(z.number().int().min(400).max(499)).optional() }).strict(),
-      })
-      .strict(),
-    timeoutMs: z.number().int().min(50).max(120_000).optional(),
-    retries: z.number().int().min(0).max(5).optional(),
-  })
-  .loose();
+const valueSchema = z.looseObject({
+  engine: z.literal(HTTP_API_KEY_ENGINE),
+  /** A name for messages and events (`stripe`, `sendgrid`, `billing-api`). */
+  provider: z.string().check(z.regex(/^[\w.-]{1,64}$/)),
+  /** The secret holding the provider admin credential (any JSON object), read at AWSCURRENT. */
+  masterarn: z.string().check(z.minLength(1), z.maxLength(2048)),
+  keyId: z.string().check(z.minLength(1), z.maxLength(MAX_ID_CHARS)),
+  key: z.string().check(z.minLength(8), z.maxLength(MAX_KEY_CHARS)),
+  endpoints: z.strictObject({
+    create: z.strictObject({ ...endpointShape, keyPath: z.string(), idPath: z.string() }),
+    verify: z.strictObject({ ...endpointShape, refusedStatus: z.optional(clientErrors().check(z.minLength(1))) }),
+    revoke: z.strictObject({ ...endpointShape, goneStatus: z.optional(clientErrors()) }),
+  }),
+  timeoutMs: z.optional(integer(50, 120_000)),
+  retries: z.optional(integer(0, 5)),
+});
 
 type Endpoints = z.infer<typeof valueSchema>['endpoints'];
 type Endpoint = Endpoints[EndpointName];
