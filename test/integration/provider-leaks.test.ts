@@ -154,12 +154,7 @@ describe('leaked AWS access keys', () => {
 
 describe('leaked HTTP API keys', () => {
   it('a Gitleaks finding of the key: rotated through the create endpoint, the old key revoked and refused', async () => {
-    const adminSecretId = `providers/acme/${randomBytes(3).toString('hex')}`;
-    await p.rekey.deps.store.createSecret(adminSecretId, provider.adminValue(), { tags: { 'rekey:managed': 'false' } });
-    const key = provider.addKey();
-    p.rekey.guard.secret(key.secret);
-    const secretId = `prod/api/${key.id}`;
-    await p.rekey.deps.store.createSecret(secretId, provider.value(key, { adminSecretId }), { tags: { 'rekey:managed': 'true' } });
+    const { secretId, key } = await httpSecret();
     const result = await deliver('gitleaks', gitleaksDelivery(p.secrets.ingest, [{ value: key.secret }]));
     expect(result).toMatchObject({ secretId, state: 'current' });
     expect(result.error).toBeUndefined();
