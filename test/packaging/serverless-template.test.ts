@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -140,6 +140,21 @@ afterAll(() => {
 });
 
 describe('npm run package', () => {
+  it('refuses parameters that would deploy a stack that silently does not work, naming each', async () => {
+    const badDir = mkdtempSync(join(tmpdir(), 'rekey-package-bad-'));
+    try {
+      const failed = runPackage({ extraArgs: ['--param', 'iamUserPath=rekey', '--param', 'ticketsRepo=acme', '--param', 'subnetIds=subnet-0a1b', '--package', badDir], timeoutMs: 60_000 });
+      await expect(failed).rejects.toThrow(/--param iamUserPath: expected an IAM path that starts and ends with "\/"/);
+      await failed.catch((error: Error) => {
+        expect(error.message).toContain('--param ticketsRepo: expected empty or owner/name');
+        expect(error.message).toContain('--param subnetIds and --param securityGroupIds go together');
+      });
+      expect(readdirSync(badDir).filter((name) => name.endsWith('.zip'))).toEqual([]);
+    } finally {
+      rmSync(badDir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
   it('needs no network and no AWS credentials: on Linux it ran in a network namespace with no interface up', () => {
     // runPackage removed the credentials and, where the machine allows (unshare -rn), the network;
     // had packaging looked anything up, it would have failed in beforeAll.
