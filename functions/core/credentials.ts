@@ -4,6 +4,7 @@ import { ValidationError } from './errors.ts';
 import type { CredentialKind, CredentialSummary, KindContext } from './ports/credential-kind.ts';
 import { STAGE, type SecretDescription } from './ports/secret-store.ts';
 import type { Sealed } from './sealed.ts';
+import { TAG } from './secret.ts';
 
 /**
  * A secret with its current value and the kind that handles it. The core never parses a value
@@ -78,17 +79,40 @@ export async function loadVersion(deps: CoreDeps, secretId: string, selector: { 
  * What a kind may read while acting on `loaded`: its tags, AWSCURRENT, the AWSCURRENT of another
  * secret (an admin secret named by `masterarn`), the clock and the logger.
  */
-export function kindContext(deps: CoreDeps, loaded: Pick<LoadedSecret, 'secretId' | 'description' | 'current'>, extra: { versionId?: string } = {}): KindContext {
+export function kindContext(
+  deps: CoreDeps,
+  loaded: Pick<LoadedSecret, 'secretId' | 'description' | 'current' | 'currentVersionId'>,
+  extra: { versionId?: string } = {},
+): KindContext {
+  const sessionWatermark = sessionWatermarkOf(loaded.description.tags, loaded.currentVersionId);
   return {
     secretId: loaded.secretId,
     ...(extra.versionId ? { versionId: extra.versionId } : {}),
     tags: loaded.description.tags,
     current: loaded.current,
     ...(loaded.description.lastRotatedAt ? { rotatedAt: loaded.description.lastRotatedAt } : {}),
+    ...(sessionWatermark ? { sessionWatermark } : {}),
     readSecret: async (id) => (await deps.store.getSecretValue(id, { stage: STAGE.current })).value,
     now: deps.now,
     logger: deps.logger,
   };
+}
+
+/** Tag-safe (what Secrets Manager accepts in a tag value), short: an identifier, not a blob. */
+const WATERMARK_SHAPE = /^[A-Za-z0-9_.:/=+@-]{1,128}$/;
+
+/** The `rekey:session-watermark` tag's value, `<versionId> <watermark>`, for `verify`'s report. */
+export function sessionWatermarkTag(versionId: string, watermark: string | undefined): Record<string, string> {
+  return watermark && WATERMARK_SHAPE.test(watermark) ? { [TAG.sessionWatermark]: `${versionId} ${watermark}` } : {};
+}
+
+/**
+ * The watermark of `versionId`, only if the tag names that very version: a tag left by an older
+ * rotation (or none, before watermarks existed) gives nothing, and the revoke ends every session.
+ */
+function sessionWatermarkOf(tags: Record<string, string>, versionId: string): string | undefined {
+  const [named, watermark, ...rest] = (tags[TAG.sessionWatermark] ?? '').split(' ');
+  return named === versionId && watermark && rest.length === 0 && WATERMARK_SHAPE.test(watermark) ? watermark : undefined;
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { CoreDeps } from './deps.ts';
-import { kindContext, kindOf, loadSecret, loadVersion, type LoadedSecret } from './credentials.ts';
+import { kindContext, kindOf, loadSecret, loadVersion, sessionWatermarkTag, type LoadedSecret } from './credentials.ts';
 import { consumersOf, consumersTag, pushToConsumers, type ConsumerReport } from './consumers.ts';
 import { NotFoundError, RekeyError, RotationInProgressError, TargetError, publicError } from './errors.ts';
 import { DETAIL_TYPE, actionFields, emit, type ActionContext } from './events.ts';
@@ -95,11 +95,12 @@ export class RotationEngine {
     const previousVersionId = description.versions.find((v) => v.stages.includes(STAGE.current))?.versionId ?? '';
     let consumers: ConsumerReport | undefined;
     let killed: RotationResult['killed'];
+    const handoff: Record<string, string> = {};
     for (const step of ROTATION_STEPS) {
       if (step === 'finishSecret' && options.killReplaced && options.killReplaced.versionId === previousVersionId && previousVersionId !== versionId) {
         // The new credential works (testSecret): the leaked one dies now, while the promotion is written.
         const kill = this.killReplaced(secretId, versionId, previousVersionId);
-        const finished = await this.runStep(step, secretId, versionId, context).then(
+        const finished = await this.runStep(step, secretId, versionId, context, handoff).then(
           (result) => ({ result }),
           (error: unknown) => ({ error }),
         );
@@ -108,7 +109,7 @@ export class RotationEngine {
         consumers = finished.result.consumers ?? consumers;
         continue;
       }
-      consumers = (await this.runStep(step, secretId, versionId, context)).consumers ?? consumers;
+      consumers = (await this.runStep(step, secretId, versionId, context, handoff)).consumers ?? consumers;
     }
     const loaded = await loadSecret(this.deps, secretId);
     return {
@@ -149,7 +150,8 @@ export class RotationEngine {
       const after = kind.describe(pending.value, secretId, loaded.description.tags);
       // The same credential renewed in place (single strategy): setSecret already killed the old password.
       if (before.principal === after.principal && (before.keyId === undefined || before.keyId === after.keyId)) return undefined;
-      const outcome = await kind.revoke(loaded.current, kindContext(this.deps, { ...loaded, current: pending.value }, { versionId }), { mode: 'leak' });
+      const asCurrent = { ...loaded, current: pending.value, currentVersionId: versionId };
+      const outcome = await kind.revoke(loaded.current, kindContext(this.deps, asCurrent, { versionId }), { mode: 'leak' });
       this.deps.logger.info('replaced credential killed once its successor was verified', { secretId, versionId: replaced, method: outcome.method });
       return { versionId: replaced, outcome };
     } catch (error) {
@@ -164,8 +166,11 @@ export class RotationEngine {
    * After finishSecret (a promotion or a replay of it) the new value is pushed to its consumers; a
    * failed push fails neither the step nor the rotation (the value is safe as AWSCURRENT): it is
    * reported, and it holds back the revoke of the previous value (DESIGN.md §4, consumers).
+   *
+   * `handoff` carries tags from testSecret to finishSecret when one run does both (`rotate`), so
+   * they ride on the promotion's write; a step run alone (the AWS handler) writes them itself.
    */
-  async runStep(step: RotationStep, secretId: string, versionId: string, request: RotationRequest): Promise<StepResult> {
+  async runStep(step: RotationStep, secretId: string, versionId: string, request: RotationRequest, handoff?: Record<string, string>): Promise<StepResult> {
     const started = performance.now();
     const base = { secretId, versionId, ...actionFields(request) };
     let finished = false;
@@ -176,11 +181,13 @@ export class RotationEngine {
       } else if (step === 'setSecret') {
         await this.setSecret(secretId, versionId);
       } else if (step === 'testSecret') {
-        await this.testSecret(secretId, versionId);
+        const tags = await this.testSecret(secretId, versionId);
+        if (handoff) Object.assign(handoff, tags);
+        else if (Object.keys(tags).length > 0) await this.recordTags(secretId, tags, 'could not record the session watermark');
       } else {
-        const promoted = await this.finishSecret(secretId, versionId);
+        const promoted = await this.finishSecret(secretId, versionId, handoff);
         if (promoted) {
-          if (!promoted.outcomeRecorded) await this.recordOutcome(secretId, 'succeeded');
+          if (!promoted.outcomeRecorded) await this.recordOutcome(secretId, 'succeeded', undefined, handoff);
           await emit(this.deps, DETAIL_TYPE.rotationSucceeded, { ...base, step, strategy: promoted.strategy, durationMs: promoted.rotationMs });
         }
         finished = true;
@@ -249,7 +256,11 @@ export class RotationEngine {
     await kind.apply(pending, kindContext(this.deps, loaded, { versionId }));
   }
 
-  async testSecret(secretId: string, versionId: string): Promise<void> {
+  /**
+   * Returns the tags to record with the version (`rekey:session-watermark`, from the kind's
+   * verify report), to be written by the caller: see `runStep`.
+   */
+  async testSecret(secretId: string, versionId: string): Promise<Record<string, string>> {
     // RotateImmediately=false sends a lone testSecret for a pending version AWS made itself: with
     // no value to test, the configuration test is that AWSCURRENT logs in through this function.
     const version = await loadVersion(this.deps, secretId, { versionId }).catch((error: unknown) => {
@@ -262,8 +273,9 @@ export class RotationEngine {
     const attempts = Math.max(1, this.deps.verifyAttempts);
     for (let attempt = 1; ; attempt++) {
       try {
-        await kind.verify(version.value, ctx);
-        return;
+        const report = await kind.verify(version.value, ctx);
+        // Only a report on this very version (not the AWSCURRENT a lone test falls back to) is kept.
+        return version.versionId === versionId ? sessionWatermarkTag(versionId, report?.sessionWatermark) : {};
       } catch (error) {
         // A refused login may be a change still propagating (IAM keys take seconds): back off, retry.
         const retry = error instanceof TargetError && (error.retryable || error.code === 'LOGIN_FAILED');
@@ -280,7 +292,7 @@ export class RotationEngine {
    * of three, and no state in which AWSCURRENT moved but AWSPENDING stayed. Otherwise (Secrets
    * Manager) they are separate calls, and a crash between them is tidied by the next rotation.
    */
-  async finishSecret(secretId: string, versionId: string): Promise<{ strategy: string; rotationMs: number; outcomeRecorded: boolean } | undefined> {
+  async finishSecret(secretId: string, versionId: string, extraTags: Record<string, string> = {}): Promise<{ strategy: string; rotationMs: number; outcomeRecorded: boolean } | undefined> {
     const loaded = await loadSecret(this.deps, secretId);
     const mine = loaded.description.versions.find((v) => v.versionId === versionId);
     const promote = loaded.currentVersionId !== versionId;
@@ -294,7 +306,7 @@ export class RotationEngine {
     const promoted = promote && mine ? { strategy: loaded.strategy, rotationMs: Math.max(0, this.deps.now().getTime() - mine.createdAt.getTime()) } : undefined;
     if (moves.length === 0) return undefined;
     if (this.deps.store.updateVersionStages) {
-      await this.deps.store.updateVersionStages(secretId, moves, promoted ? { tags: this.outcomeTags('succeeded') } : {});
+      await this.deps.store.updateVersionStages(secretId, moves, promoted ? { tags: { ...this.outcomeTags('succeeded'), ...extraTags } } : {});
       return promoted ? { ...promoted, outcomeRecorded: true } : undefined;
     }
     for (const move of moves) {
@@ -325,12 +337,17 @@ export class RotationEngine {
     return { [TAG.lastOutcome]: code ? `${outcome} ${code}` : outcome, [TAG.lastOutcomeAt]: this.deps.now().toISOString() };
   }
 
-  private async recordOutcome(secretId: string, outcome: 'succeeded' | 'failed', code?: string): Promise<void> {
+  private async recordOutcome(secretId: string, outcome: 'succeeded' | 'failed', code?: string, extraTags: Record<string, string> = {}): Promise<void> {
+    await this.recordTags(secretId, { ...this.outcomeTags(outcome, code), ...extraTags }, 'could not record rotation outcome');
+  }
+
+  private async recordTags(secretId: string, tags: Record<string, string>, failure: string): Promise<void> {
     try {
-      await this.deps.store.tagSecret(secretId, this.outcomeTags(outcome, code));
+      await this.deps.store.tagSecret(secretId, tags);
     } catch (error) {
-      // The outcome is bookkeeping; failing to record it must not turn a rotation into a failure.
-      this.deps.logger.warn('could not record rotation outcome', { secretId, error: publicError(error) });
+      // Bookkeeping: failing to record it must not turn a rotation into a failure (a missing
+      // watermark only means the revoke ends every session, as before).
+      this.deps.logger.warn(failure, { secretId, error: publicError(error) });
     }
   }
 

@@ -116,6 +116,8 @@ export const TAG = {
   consumers: 'rekey:consumers',
   /** `<versionId> <ISO time>` (or `<versionId> done`): the disabled credential to delete after its second grace. */
   purge: 'rekey:purge',
+  /** `<versionId> <watermark>`: what that version's verify reported (VerifyReport), for its later revokes. */
+  sessionWatermark: 'rekey:session-watermark',
 } as const;
 
 /** An admin credential: its leak is riskier. */

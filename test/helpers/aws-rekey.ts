@@ -12,7 +12,7 @@ import { createHandler as createRotateSecretHandler } from '../../functions/rota
 import { startFakeSecretsManager, type FakeSecretsManager, type RotationCall } from './fake-secrets-manager.ts';
 import { lambdaContext } from './lambda.ts';
 import { LeakGuard } from './leak-guard.ts';
-import { GITHUB_TOKEN_READERS, SECRETS_ACTIONS, type LambdaFunctionName } from './iam.ts';
+import { GITHUB_TOKEN_READERS, SECRETS_ACTIONS, TAG_KEYS, type LambdaFunctionName } from './iam.ts';
 
 /**
  * rekey as it runs on AWS, against the fake Secrets Manager endpoint: services built by
@@ -213,6 +213,12 @@ export async function awsTestRekey(options: { now?: () => Date; overrides?: Part
         const granted: readonly string[] = SECRETS_ACTIONS[fn];
         expect(operationsOf(fn).filter((operation) => !granted.includes(operation)), `${fn} called Secrets Manager operations its role does not grant`).toEqual([]);
       }
+      // Tag writes only under the keys the roles' aws:TagKeys condition allows (StringLike: `*`).
+      const allowed = TAG_KEYS.map((p) => new RegExp(`^${p.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`));
+      const keys = windows
+        .flatMap((w) => sm.requests.slice(w.from, w.to))
+        .flatMap((r) => (r.operation === 'TagResource' ? ((r.body.Tags ?? []) as { Key: string }[]).map((t) => t.Key) : r.operation === 'UntagResource' ? (r.body.TagKeys as string[]) : []));
+      expect(keys.filter((key) => !allowed.some((pattern) => pattern.test(key))), 'tag keys no role may write').toEqual([]);
       // The token secret has no rekey tag: only its by-ARN statement, on the readers' roles, reaches it.
       const token = env.REKEY_GITHUB_TOKEN_SECRET_ID;
       if (token) {

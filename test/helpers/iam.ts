@@ -33,6 +33,13 @@ export const SECRETS_ACTIONS = {
 export type LambdaFunctionName = keyof typeof SECRETS_ACTIONS;
 
 /**
+ * The tag keys the roles may write (serverless.yml `tagManaged`, `ForAllValues:StringLike
+ * aws:TagKeys`), checked from both sides like SECRETS_ACTIONS: a tag rekey writes outside them
+ * would be refused on AWS.
+ */
+export const TAG_KEYS = ['rekey:fp:*', 'rekey:last-outcome*', 'rekey:consumers', 'rekey:purge', 'rekey:session-watermark'] as const;
+
+/**
  * The functions whose role may read the GitHub token secret `rekey/<stage>/github-token` (GetSecretValue
  * by ARN, serverless.yml `readGitHubToken`): every function that pushes a rotated value to GitHub Actions
  * consumers, and the leak worker (alerts, tickets). Sorted.

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
-import { grantDiff, MysqlTarget, parseGrants } from '#adapters/targets/mysql.ts';
+import { grantDiff, MysqlTarget, parseGrants, sessionWatermarkOf } from '#adapters/targets/mysql.ts';
 import { TargetError, ValidationError } from '#core/errors.ts';
 import type { Login } from '#core/ports/target.ts';
 import { Sealed } from '#core/sealed.ts';
@@ -436,7 +436,7 @@ describe('MysqlTarget', () => {
   });
 
   describe('endSessions', () => {
-    it('with startedBefore, ends every session of the user, also those opened after the cutoff (no start time is recorded)', async () => {
+    it('with startedBefore and no sessionWatermark, ends every session of the user, also those opened after the cutoff (no start time is recorded)', async () => {
       const u = await user();
       const cutoff = new Date(Date.now() - 60_000);
       const session = await openSession('mysql', u.name, u.pw);
@@ -445,6 +445,44 @@ describe('MysqlTarget', () => {
         expect(await session.alive()).toBe(false);
       } finally {
         await session.close();
+      }
+    });
+
+    it.each([
+      ['via the admin', () => ({ admin })],
+      ['via its own login', (login: Login) => ({ self: [login] })],
+    ])('with the sessionWatermark of a verify, ends the sessions opened before it and spares those opened after it (%s)', async (_how, via) => {
+      const u = await user();
+      const before = await openSession('mysql', u.name, u.pw);
+      const report = await target.verify(u.login);
+      const after = await openSession('mysql', u.name, u.pw);
+      try {
+        expect(report.sessionWatermark).toMatch(/^\d+@[0-9a-f]{16}$/);
+        expect(await target.endSessions(u.login, u.name, via(u.login), { startedBefore: new Date(), sessionWatermark: report.sessionWatermark! })).toBe(1);
+        expect(await before.alive()).toBe(false);
+        expect(await after.alive()).toBe(true);
+        expect(await after.alive()).toBe(true);
+      } finally {
+        await before.close();
+        await after.close();
+      }
+    });
+
+    it.each([
+      ['of another server (connection ids are per server)', (mark: string) => mark.replace(/@.*/, '@0123456789abcdef')],
+      ['that cannot be read', () => 'not-a-watermark'],
+    ])('with a sessionWatermark %s, ends every session of the user', async (_label, change) => {
+      const u = await user();
+      const before = await openSession('mysql', u.name, u.pw);
+      const { sessionWatermark } = await target.verify(u.login);
+      const after = await openSession('mysql', u.name, u.pw);
+      try {
+        expect(await target.endSessions(u.login, u.name, { admin }, { sessionWatermark: change(sessionWatermark!) })).toBe(2);
+        expect(await before.alive()).toBe(false);
+        expect(await after.alive()).toBe(false);
+      } finally {
+        await before.close();
+        await after.close();
       }
     });
 
@@ -464,6 +502,33 @@ describe('MysqlTarget', () => {
   });
 
   describe('verify', () => {
+    it('reports a session watermark above the ids of the sessions already open, with no password in it', async () => {
+      const u = await user();
+      const guard = new LeakGuard();
+      guard.secret(u.pw);
+      guard.secret(admin.password);
+      const session = await openSession('mysql', u.name, u.pw);
+      try {
+        const id = (await adminQuery<{ id: number }>('mysql', 'SELECT MAX(ID) AS id FROM information_schema.PROCESSLIST WHERE USER = ?', [u.name]))[0]!.id;
+        const { sessionWatermark } = await target.verify(u.login);
+        guard.output('watermark', sessionWatermark);
+        expect(sessionWatermark).toMatch(/^\d+@[0-9a-f]{16}$/);
+        expect(Number(sessionWatermark!.split('@')[0])).toBeGreaterThan(Number(id));
+        guard.assertClean();
+      } finally {
+        await session.close();
+      }
+    });
+
+    it('reports no watermark while a session of the user numbered above its own is open: brand new, or from before the 32-bit id counter wrapped', () => {
+      const row = { id: 500, host: 'db-1', port: 3306, serverId: 1 };
+      expect(sessionWatermarkOf([{ ...row, later: null, user: null }], 'app')).toMatch(/^500@[0-9a-f]{16}$/);
+      expect(sessionWatermarkOf([{ ...row, later: 4_294_967_000, user: 'other' }], 'app')).toMatch(/^500@/);
+      expect(sessionWatermarkOf([{ ...row, later: 4_294_967_000, user: 'other' }, { ...row, later: 4_294_967_001, user: 'app' }], 'app')).toBeUndefined();
+      // Another server, another digest: a watermark is only used on the server that gave it.
+      expect(sessionWatermarkOf([{ ...row, host: 'db-2', later: null, user: null }], 'app')).not.toBe(sessionWatermarkOf([{ ...row, later: null, user: null }], 'app'));
+    });
+
     it('with ssl: true against a server without TLS, fails with TLS_FAILED instead of falling back to plaintext', async () => {
       const u = await user();
       const guard = new LeakGuard();

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CAN_ISOLATE_NETWORK, functionZips, runPackage, TEMPLATE, zipEntryNames } from './run-package.ts';
-import { GITHUB_TOKEN_READERS, SECRETS_ACTIONS as SECRETS_ACTIONS_BY_FUNCTION } from '../helpers/iam.ts';
+import { GITHUB_TOKEN_READERS, SECRETS_ACTIONS as SECRETS_ACTIONS_BY_FUNCTION, TAG_KEYS } from '../helpers/iam.ts';
 import { expectBundleRotates } from '../helpers/bundle-smoke.ts';
 
 /**
@@ -233,10 +233,10 @@ describe('serverless package', () => {
       expect(writes).toBeGreaterThanOrEqual(4);
     });
 
-    it('limits tag writes to the keys rekey writes (fingerprints, last outcome, consumer push, purge), so no function can un-manage a secret or mark one admin', () => {
+    it('limits tag writes to the keys rekey writes (fingerprints, last outcome, consumer push, purge, session watermark), so no function can un-manage a secret or mark one admin', () => {
       for (const { where, statement } of allStatements()) {
         if (!actionsOf(statement).some((a) => a === 'secretsmanager:TagResource' || a === 'secretsmanager:UntagResource')) continue;
-        expect(statement.Condition?.['ForAllValues:StringLike']?.['aws:TagKeys'], where).toEqual(['rekey:fp:*', 'rekey:last-outcome*', 'rekey:consumers', 'rekey:purge']);
+        expect(statement.Condition?.['ForAllValues:StringLike']?.['aws:TagKeys'], where).toEqual([...TAG_KEYS]);
       }
     });
 

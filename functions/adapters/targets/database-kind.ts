@@ -1,5 +1,5 @@
 import { ConflictError, ValidationError } from '#core/errors.ts';
-import type { CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm } from '#core/ports/credential-kind.ts';
+import type { CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm, VerifyReport } from '#core/ports/credential-kind.ts';
 import type { Login, TargetRegistry } from '#core/ports/target.ts';
 import { generatePassword, passwordPolicyFromTags } from '#core/password.ts';
 import type { Sealed } from '#core/sealed.ts';
@@ -21,7 +21,9 @@ const URI_SCHEMES: Record<string, string> = { postgres: 'postgres', mysql: 'mysq
  *           the password as the admin (`masterarn`), or as the user itself trying the current and
  *           then the pending login (a rerun after a crash finds it already set).
  *   revoke  same user (single): the password is already replaced, end sessions opened before the
- *           promotion; other user (alternating): scramble its password, end all its sessions.
+ *           promotion (PostgreSQL) or not after AWSCURRENT's verify (MySQL/MariaDB: its
+ *           connection-id watermark; all of them without one); other user (alternating): scramble
+ *           its password, end all its sessions.
  */
 export class DatabaseKind implements CredentialKind {
   readonly engines = DATABASE_ENGINES;
@@ -80,9 +82,9 @@ export class DatabaseKind implements CredentialKind {
     await target.setPassword(next, next.username, next.password, actingAs(admin, [current, next]));
   }
 
-  async verify(value: Sealed<string>, ctx: KindContext): Promise<void> {
+  async verify(value: Sealed<string>, ctx: KindContext): Promise<VerifyReport | void> {
     const login = this.parse(value, ctx.secretId);
-    await this.#targets.forEngine(login.engine).verify(login);
+    return this.#targets.forEngine(login.engine).verify(login);
   }
 
   async canLogIn(value: Sealed<string>, ctx: KindContext): Promise<boolean> {
@@ -99,19 +101,19 @@ export class DatabaseKind implements CredentialKind {
     const target = this.#targets.forEngine(current.engine);
     const via = actingAs(await this.#admin(current, ctx), [current]);
     let method: string;
-    let startedBefore: Date | undefined;
+    let sessions: { startedBefore?: Date; sessionWatermark?: string } = {};
     if (stale.username === current.username) {
       // Same user: the rotation already replaced its password. Sessions opened before the
       // promotion may still hold the old credential, so they end (later ones are spared where the
-      // target can tell them apart).
+      // target can tell them apart: a start time, or the watermark AWSCURRENT's verify took).
       method = 'password-already-replaced';
-      startedBefore = ctx.rotatedAt ?? ctx.now();
+      sessions = { startedBefore: ctx.rotatedAt ?? ctx.now(), ...(ctx.sessionWatermark ? { sessionWatermark: ctx.sessionWatermark } : {}) };
     } else {
       // The inactive user of an alternating pair: give it a password nobody knows.
       method = 'password-scrambled';
       await target.setPassword(stale, stale.username, generatePassword(), via);
     }
-    const sessionsEnded = await target.endSessions(stale, stale.username, via, startedBefore ? { startedBefore } : {});
+    const sessionsEnded = await target.endSessions(stale, stale.username, via, sessions);
     return { method, principal: stale.username, sessionsEnded };
   }
 

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import { RekeyError, TargetError, ValidationError, logsIn } from '#core/errors.ts';
+import type { VerifyReport } from '#core/ports/credential-kind.ts';
 import type { Login, Target } from '#core/ports/target.ts';
 import { redactCause } from '#core/redact.ts';
 import type { Sealed } from '#core/sealed.ts';
@@ -53,6 +54,33 @@ const codeOf = (error: unknown): string | undefined => {
 };
 const characters = (text: string): number => [...text].length;
 const text = (value: unknown): string => (Buffer.isBuffer(value) ? value.toString('utf8') : value == null ? '' : String(value));
+
+/** Which server a row comes from: connection ids are per server (a load-balanced host, a failover). */
+const SERVER_COLUMNS = '@@hostname AS host, @@port AS port, @@server_id AS serverId';
+/** This connection's id and server, with every later-numbered session this login may see. */
+const WATERMARK_QUERY = `SELECT CONNECTION_ID() AS id, ${SERVER_COLUMNS}, p.ID AS later, p.USER AS user FROM (SELECT 1) AS one LEFT JOIN information_schema.PROCESSLIST AS p ON p.ID > CONNECTION_ID()`;
+
+const serverDigest = (row: Row): string =>
+  createHash('sha256').update(`${text(row.host)}\n${text(row.port)}\n${text(row.serverId)}`).digest('hex').slice(0, 16);
+
+/**
+ * The session watermark, `<connection id>@<server digest>`, from WATERMARK_QUERY's rows, run on a
+ * fresh login with the new password. Connection ids grow with every connection, so every session
+ * opened with the old password (before the change, hence before this one) has a lower id: those
+ * at or above it may be spared. Ids restart with the server (later sessions then look old: ended,
+ * which is safe) and wrap at 2^32: a session of the user numbered above this one is either brand
+ * new or from before a wrap, so then there is no watermark and every session ends.
+ */
+export function sessionWatermarkOf(rows: Row[], username: string): string | undefined {
+  const id = Number(rows[0]?.id);
+  if (!Number.isSafeInteger(id) || rows.some((r) => r.later != null && text(r.user) === username)) return undefined;
+  return `${id}@${serverDigest(rows[0]!)}`;
+}
+
+function parseWatermark(watermark: string | undefined): { id: number; server: string } | undefined {
+  const match = /^(\d{1,15})@([0-9a-f]{16})$/.exec(watermark ?? '');
+  return match ? { id: Number(match[1]), server: match[2]! } : undefined;
+}
 
 /**
  * The server refused the credentials: wrong password or unknown user (1045), no password given
@@ -199,7 +227,8 @@ export class MysqlTarget implements Target {
     });
   }
 
-  async verify(login: Login): Promise<void> {
+  /** Also reports the session watermark `endSessions` uses (see `sessionWatermarkOf`). */
+  async verify(login: Login): Promise<VerifyReport> {
     this.#checkName(login.username);
     const secrets = [login.password];
     const action = `log in as ${login.username}`;
@@ -211,7 +240,10 @@ export class MysqlTarget implements Target {
     }
     connection.on('error', () => {}); // a dropped connection is reported by the awaited call
     try {
-      await connection.query('SELECT 1');
+      // One round trip: the check query is the watermark's (no name spliced in, so no escaping).
+      const [rows] = await connection.query<mysql.RowDataPacket[]>(WATERMARK_QUERY);
+      const sessionWatermark = sessionWatermarkOf(rows, login.username);
+      return sessionWatermark ? { sessionWatermark } : {};
     } catch (error) {
       throw this.#error(error, login, action, secrets, 'query');
     } finally {
@@ -225,16 +257,19 @@ export class MysqlTarget implements Target {
 
   /**
    * MySQL and MariaDB keep no session start time (PROCESSLIST.TIME is the time spent in the
-   * current state), so with `startedBefore` every session of the user ends: ending one too many
-   * is safe for a revoke; sparing one opened with the old password is not.
+   * current state), so `startedBefore` cannot be honoured. With a `sessionWatermark` from
+   * `verify` of the new password, sessions at or above it on the server that verify ran on are
+   * spared: they connected after the password changed. Every other session ends — ending one too
+   * many is safe for a revoke; sparing one opened with the old password is not.
    */
-  async endSessions(_on: Login, username: string, via: Via, _options: { startedBefore?: Date } = {}): Promise<number> {
+  async endSessions(_on: Login, username: string, via: Via, options: { startedBefore?: Date; sessionWatermark?: string } = {}): Promise<number> {
     this.#checkName(username);
     const action = `end the sessions of ${username}`;
+    const mark = parseWatermark(options.sessionWatermark);
     const kill = async (run: Run, server: Server): Promise<number> => {
       checkForServer(server, [username]);
       const rows = await run(
-        mysql.format('SELECT ID AS id, USER AS user FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()', [username]),
+        mysql.format(`SELECT ID AS id, USER AS user, ${SERVER_COLUMNS} FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()`, [username]),
         `list the sessions of ${username}`,
       );
       let ended = 0;
@@ -242,6 +277,7 @@ export class MysqlTarget implements Target {
       for (const row of rows.filter((r) => text(r.user) === username)) {
         const id = Number(row.id);
         if (!Number.isSafeInteger(id)) continue;
+        if (mark && id >= mark.id && serverDigest(row) === mark.server) continue;
         try {
           await run(mysql.format('KILL CONNECTION ?', [id]), action);
           ended++;

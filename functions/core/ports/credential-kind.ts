@@ -43,6 +43,8 @@ export interface KindContext {
   current: Sealed<string>;
   /** When AWSCURRENT was last promoted (the revoke of a same-principal value ends older sessions). */
   rotatedAt?: Date;
+  /** What AWSCURRENT's own `verify` reported (`VerifyReport`), when the stored tag names its version. */
+  sessionWatermark?: string;
   /** The AWSCURRENT value of another secret: `masterarn`, a provider's admin secret. NotFoundError if absent. */
   readSecret(secretId: string): Promise<Sealed<string>>;
   now(): Date;
@@ -50,6 +52,18 @@ export interface KindContext {
 }
 
 export type RevokeMode = 'grace' | 'leak';
+
+/**
+ * What a successful `verify` learned that a later revoke can use; the engine keeps it in a tag
+ * bound to the version, so it is an identifier (tag-safe: letters, digits, `_.:/=+-@`), never a value.
+ */
+export interface VerifyReport {
+  /**
+   * A point in the system's own session order taken after the new credential was set: a session
+   * not after it may hold the old credential (MySQL/MariaDB: a connection id, see MysqlTarget).
+   */
+  sessionWatermark?: string;
+}
 
 export interface RevokeOutcome {
   /** How, in a few words (`password-scrambled`, `deactivated`, `revoke-endpoint`, `already-deleted`). */
@@ -98,7 +112,7 @@ export interface CredentialKind {
   /** Make the pending value valid on the system. Idempotent; `ctx.current` is still AWSCURRENT. */
   apply(pending: Sealed<string>, ctx: KindContext): Promise<void>;
   /** Log in / call with `value`; TargetError('LOGIN_FAILED') when refused, TARGET_UNREACHABLE when unreachable. */
-  verify(value: Sealed<string>, ctx: KindContext): Promise<void>;
+  verify(value: Sealed<string>, ctx: KindContext): Promise<VerifyReport | void>;
   /** True when accepted, false when refused for its credentials; throws when unreachable. */
   canLogIn(value: Sealed<string>, ctx: KindContext): Promise<boolean>;
   /** Make `old` (never AWSCURRENT) stop working. Idempotent: revoking a dead credential succeeds. */

@@ -1,3 +1,4 @@
+import type { VerifyReport } from './credential-kind.ts';
 import type { DatabaseSecret } from '../secret.ts';
 import type { Sealed } from '../sealed.ts';
 
@@ -37,16 +38,23 @@ export interface Target {
    * clauses as the original (additions and removals). Idempotent. Never changes `original`.
    */
   syncClone(admin: Login, original: string, clone: string): Promise<void>;
-  /** Log in with `login` and run a check query; throws TargetError('LOGIN_FAILED') when refused. */
-  verify(login: Login): Promise<void>;
+  /**
+   * Log in with `login` and run a check query; throws TargetError('LOGIN_FAILED') when refused.
+   * May report a `sessionWatermark` for `endSessions` (engines that record no session start time).
+   */
+  verify(login: Login): Promise<VerifyReport | void>;
   /** True when `login` is accepted; false when refused for its credentials; throws when unreachable. */
   canLogIn(login: Login): Promise<boolean>;
-  /** End sessions of `username` (those started before `startedBefore`, when given). Returns how many. */
+  /**
+   * End sessions of `username`: those started before `startedBefore` where the engine records
+   * start times, those not after `sessionWatermark` (from this engine's `verify`) where it does
+   * not and the watermark is still good; every one otherwise. Returns how many.
+   */
   endSessions(
     on: Login,
     username: string,
     via: { admin?: Login; self?: Login[] },
-    options?: { startedBefore?: Date },
+    options?: { startedBefore?: Date; sessionWatermark?: string },
   ): Promise<number>;
   /** Release pooled connections. */
   close(): Promise<void>;
