@@ -9,7 +9,7 @@ import { ROTATION_STEPS, type RotationStep } from '#core/rotation.ts';
 import { STAGE } from '#core/ports/secret-store.ts';
 import { InProcessEventBus } from '#adapters/buses/in-process.ts';
 import { createHandler as createRotateSecretHandler } from '../../functions/rotate-secret.ts';
-import { startFakeSecretsManager, type FakeSecretsManager, type RotationCall } from './fake-secrets-manager.ts';
+import { startFakeSecretsManager, type FakeSecretsManager, type RotationCall, stubLambdaEnvFor } from './fake-secrets-manager.ts';
 import { lambdaContext } from './lambda.ts';
 import { LeakGuard } from './leak-guard.ts';
 import { GITHUB_TOKEN_READERS, SECRETS_ACTIONS, TAG_KEYS, type LambdaFunctionName } from './iam.ts';
@@ -104,14 +104,7 @@ export const everyStepTwice: RotationDriver = async (call, step) => {
 /** `env`: more of the functions' environment (REKEY_GITHUB_TOKEN_SECRET_ID, GITHUB_API_URL…), as serverless.yml sets it. */
 export async function awsTestRekey(options: { now?: () => Date; overrides?: Partial<ServiceOverrides>; env?: Record<string, string> } = {}): Promise<AwsTestRekey> {
   const sm = await startFakeSecretsManager();
-  // What the Lambda environment provides, pointed at the fake; one attempt per call so a failure
-  // injected once (sm.fail) reaches the code under test rather than the SDK's retry loop.
-  vi.stubEnv('AWS_ENDPOINT_URL_SECRETS_MANAGER', sm.url);
-  vi.stubEnv('AWS_ACCESS_KEY_ID', 'test');
-  vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test');
-  vi.stubEnv('AWS_SESSION_TOKEN', undefined);
-  vi.stubEnv('AWS_PROFILE', undefined);
-  vi.stubEnv('AWS_MAX_ATTEMPTS', '1');
+  stubLambdaEnvFor(sm);
   const env: Record<string, string> = {
     REKEY_STORE: 'aws',
     AWS_REGION: 'us-east-1',

@@ -54,6 +54,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SecretsManagerClient, type SecretsManagerClientConfig } from '@aws-sdk/client-secrets-manager';
+import { vi } from 'vitest';
 
 export interface RecordedRequest {
   operation: string;
@@ -693,4 +694,19 @@ const lowerFirst = (s: string) => s.charAt(0).toLowerCase() + s.slice(1);
 function randomSuffix(): string {
   const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
   return Array.from({ length: 6 }, () => alphabet[Math.floor(Math.random() * alphabet.length)]).join('');
+}
+
+/**
+ * What a Lambda's environment provides, pointed at the fake: the SDK finds it like any AWS
+ * endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER), with static credentials and one attempt per call, so
+ * a failure injected once (`fail`) reaches the code under test rather than the SDK's retry loop.
+ * Undone by `vi.unstubAllEnvs()`.
+ */
+export function stubLambdaEnvFor(sm: { url: string }): void {
+  vi.stubEnv('AWS_ENDPOINT_URL_SECRETS_MANAGER', sm.url);
+  vi.stubEnv('AWS_ACCESS_KEY_ID', 'test');
+  vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test');
+  vi.stubEnv('AWS_SESSION_TOKEN', undefined);
+  vi.stubEnv('AWS_PROFILE', undefined);
+  vi.stubEnv('AWS_MAX_ATTEMPTS', '1');
 }

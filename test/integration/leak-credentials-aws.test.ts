@@ -13,7 +13,7 @@ import { webhookIntake } from '#runtime/webhook-services.ts';
 import { workerLeakDeps } from '#runtime/leak-services.ts';
 import { createHandler as webhookHandler } from '../../functions/leak-webhook.ts';
 import { createHandler as workerHandler } from '../../functions/leak-worker.ts';
-import { startFakeSecretsManager, type FakeSecretsManager } from '#test/helpers/fake-secrets-manager.ts';
+import { startFakeSecretsManager, type FakeSecretsManager, stubLambdaEnvFor } from '#test/helpers/fake-secrets-manager.ts';
 import { awsTestRekey, type AwsTestRekey } from '#test/helpers/aws-rekey.ts';
 import { GitHubDouble } from '#test/helpers/github-double.ts';
 import { LeakGuard } from '#test/helpers/leak-guard.ts';
@@ -69,13 +69,7 @@ describe('leak-webhook on AWS: webhook credentials from Secrets Manager', () => 
 
   beforeEach(async () => {
     sm = await startFakeSecretsManager();
-    // What the Lambda environment provides: the SDK finds the fake endpoint like any AWS endpoint.
-    vi.stubEnv('AWS_ENDPOINT_URL_SECRETS_MANAGER', sm.url);
-    vi.stubEnv('AWS_ACCESS_KEY_ID', 'test');
-    vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test');
-    vi.stubEnv('AWS_SESSION_TOKEN', undefined);
-    vi.stubEnv('AWS_PROFILE', undefined);
-    vi.stubEnv('AWS_MAX_ATTEMPTS', '1');
+    stubLambdaEnvFor(sm);
     guard = new LeakGuard();
     logs = [];
     replies.length = 0;
