@@ -57,8 +57,11 @@ const text = (value: unknown): string => (Buffer.isBuffer(value) ? value.toStrin
 
 /** Which server a row comes from: connection ids are per server (a load-balanced host, a failover). */
 const SERVER_COLUMNS = '@@hostname AS host, @@port AS port, @@server_id AS serverId';
-/** This connection's id and server, with every later-numbered session this login may see. */
-const WATERMARK_QUERY = `SELECT CONNECTION_ID() AS id, ${SERVER_COLUMNS}, p.ID AS later, p.USER AS user FROM (SELECT 1) AS one LEFT JOIN information_schema.PROCESSLIST AS p ON p.ID > CONNECTION_ID()`;
+/**
+ * This connection's id and server, with the later-numbered sessions of its own user (filtered by the
+ * server too, so a login with PROCESS does not fetch every session on it; compared exactly below).
+ */
+const WATERMARK_QUERY = `SELECT CONNECTION_ID() AS id, ${SERVER_COLUMNS}, p.ID AS later, p.USER AS user FROM (SELECT 1) AS one LEFT JOIN information_schema.PROCESSLIST AS p ON p.ID > CONNECTION_ID() AND p.USER = SUBSTRING_INDEX(USER(), '@', 1)`;
 
 const serverDigest = (row: Row): string =>
   createHash('sha256').update(`${text(row.host)}\n${text(row.port)}\n${text(row.serverId)}`).digest('hex').slice(0, 16);
