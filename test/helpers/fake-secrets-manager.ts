@@ -50,6 +50,7 @@
  *   AWSPENDING version without a value, returns its VersionId and sets RotationEnabled.
  * - DescribeSecret's LastRotatedDate is omitted while rotation is disabled (AWS returns null then).
  */
+import { text } from 'node:stream/consumers';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -232,9 +233,7 @@ export class FakeSecretsManager {
   // ---- protocol ----
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const raw = Buffer.concat(chunks).toString('utf8');
+    const raw = await text(req);
     const target = String(req.headers['x-amz-target'] ?? '');
     const operation = target.startsWith('secretsmanager.') ? target.slice('secretsmanager.'.length) : target;
     let body: Input = {};

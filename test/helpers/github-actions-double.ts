@@ -1,3 +1,4 @@
+import { text } from 'node:stream/consumers';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Octokit } from '@octokit/rest';
@@ -120,9 +121,7 @@ export class GitHubActionsDouble {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const body = Buffer.concat(chunks).toString('utf8');
+    const body = await text(req);
     const method = (req.method ?? 'GET').toUpperCase();
     const url = req.url ?? '/';
     const reply = this.#authorized(req) ? this.#route(method, new URL(url, this.url).pathname, body) : { status: 401, body: { message: 'Bad credentials' } };
