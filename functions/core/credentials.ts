@@ -70,6 +70,17 @@ export async function loadSecret(deps: CoreDeps, secretId: string, description?:
   };
 }
 
+/**
+ * True when `next` renews the very credential AWSCURRENT is — same principal, same key id: a
+ * database user's new password under the single strategy — rather than another one (the clone of
+ * an alternating pair, a new IAM or API key). Such a change ends the current one as it happens,
+ * so the engine makes it at the promotion (rotation.ts, `finishSecret`).
+ */
+export function renewsInPlace(loaded: Pick<LoadedSecret, 'secretId' | 'description' | 'summary'>, kind: CredentialKind, next: Sealed<string>): boolean {
+  const after = kind.describe(next, loaded.secretId, loaded.description.tags);
+  return loaded.summary.principal === after.principal && (loaded.summary.keyId === undefined || loaded.summary.keyId === after.keyId);
+}
+
 export async function loadVersion(deps: CoreDeps, secretId: string, selector: { versionId?: string; stage?: string }): Promise<LoadedVersion> {
   const version = await deps.store.getSecretValue(secretId, selector);
   return { versionId: version.versionId, stages: version.stages, value: version.value };

@@ -1,11 +1,11 @@
 import type { CoreDeps } from './deps.ts';
-import { kindContext, kindOf, loadSecret, loadVersion, sessionWatermarkTag, type LoadedSecret } from './credentials.ts';
+import { kindContext, kindOf, loadSecret, loadVersion, renewsInPlace, sessionWatermarkTag, type LoadedSecret } from './credentials.ts';
 import { consumersOf, consumersTag, pushToConsumers, type ConsumerReport } from './consumers.ts';
 import { NotFoundError, RekeyError, RotationInProgressError, TargetError, publicError } from './errors.ts';
 import { DETAIL_TYPE, actionFields, emit, type ActionContext } from './events.ts';
 import { STAGE, type StageMove } from './ports/secret-store.ts';
 import type { Sealed } from './sealed.ts';
-import type { RevokeOutcome } from './ports/credential-kind.ts';
+import type { CredentialKind, KindContext, RevokeOutcome, VerifyReport } from './ports/credential-kind.ts';
 import { TAG } from './secret.ts';
 import { markPrivileged } from './registration.ts';
 
@@ -41,7 +41,7 @@ export interface RotateOptions {
    * A leak of this version, AWSCURRENT when the rotation starts: kill its credential as soon as
    * the new one is set and verified (after testSecret), while finishSecret promotes the new one,
    * rather than after the whole rotation. Only when the two are different credentials (another
-   * user, another key): under the single strategy setSecret itself replaced the password. See
+   * user, another key): under the single strategy the change itself replaces the password. See
    * `killReplaced` for the order and why a crash in between is safe.
    */
   killReplaced?: { versionId: string };
@@ -61,6 +61,11 @@ export interface StepResult {
  *   testSecret    log in with it and run a check query
  *   finishSecret  move AWSCURRENT to it (Secrets Manager semantics move AWSPREVIOUS along), then
  *                 push it to the consumers its value lists
+ *
+ * A credential renewed in place (the single strategy: one user, a new password) cannot be valid
+ * beside the current one, so setSecret and testSecret leave it alone and finishSecret changes it,
+ * proves it and promotes it in one go, putting the old password back if the proof or the promotion
+ * fails (`renewInPlace`): AWSCURRENT logs in between any two steps, whatever the strategy.
  *
  * What a step does to the credential is the kind's business (functions/core/ports/credential-kind.ts):
  * this engine knows stages, locks, retries and events, not databases or providers.
@@ -135,10 +140,10 @@ export class RotationEngine {
    *
    * Order and crash safety: the new value is stored (createSecret), valid (setSecret) and proven
    * (testSecret) before anything is killed, so a crash after the kill and before the promotion
-   * leaves AWSCURRENT dead and AWSPENDING working: exactly the single strategy's window after its
-   * setSecret, recovered the same way (the next run resumes the pending version and promotes it;
-   * on a leak, the redelivered task does). The window is shorter than single's: it is only the
-   * promotion's write. Never throws: if the kill fails, the revoke after the rotation does it.
+   * leaves AWSCURRENT dead and AWSPENDING working: the single strategy's state after a kill inside
+   * its finishSecret, recovered the same way (the next run resumes the pending version and
+   * promotes it; on a leak, the redelivered task does). The window is only the promotion's write.
+   * Never throws: if the kill fails, the revoke after the rotation does it.
    */
   private async killReplaced(secretId: string, versionId: string, replaced: string): Promise<RotationResult['killed']> {
     try {
@@ -146,10 +151,8 @@ export class RotationEngine {
       if (loaded.currentVersionId !== replaced) return undefined;
       const pending = await this.deps.store.getSecretValue(secretId, { versionId, stage: STAGE.pending });
       const kind = kindOf(this.deps, pending.value, secretId);
-      const before = loaded.kind.describe(loaded.current, secretId, loaded.description.tags);
-      const after = kind.describe(pending.value, secretId, loaded.description.tags);
-      // The same credential renewed in place (single strategy): setSecret already killed the old password.
-      if (before.principal === after.principal && (before.keyId === undefined || before.keyId === after.keyId)) return undefined;
+      // The same credential renewed in place (single strategy): finishSecret's change itself ends the old password.
+      if (renewsInPlace(loaded, kind, pending.value)) return undefined;
       const asCurrent = { ...loaded, current: pending.value, currentVersionId: versionId };
       const outcome = await kind.revoke(loaded.current, kindContext(this.deps, asCurrent, { versionId }), { mode: 'leak' });
       this.deps.logger.info('replaced credential killed once its successor was verified', { secretId, versionId: replaced, method: outcome.method });
@@ -187,7 +190,7 @@ export class RotationEngine {
       } else {
         const promoted = await this.finishSecret(secretId, versionId, handoff);
         if (promoted) {
-          if (!promoted.outcomeRecorded) await this.recordOutcome(secretId, 'succeeded', undefined, handoff);
+          if (!promoted.outcomeRecorded) await this.recordOutcome(secretId, 'succeeded', undefined, promoted.tags);
           await emit(this.deps, DETAIL_TYPE.rotationSucceeded, { ...base, step, strategy: promoted.strategy, durationMs: promoted.rotationMs });
         }
         finished = true;
@@ -251,6 +254,8 @@ export class RotationEngine {
     const kind = kindOf(this.deps, pending, secretId);
     const admin = kind.describe(pending, secretId, loaded.description.tags).adminSecretId;
     if (admin) await markPrivileged(this.deps, admin);
+    // Renewed in place, the credential changes at finishSecret, which proves and promotes it at once.
+    if (renewsInPlace(loaded, kind, pending)) return;
     // The kind makes the pending value valid; replaying it is harmless (a database password set
     // again; nothing at all for a provider key, which works once created).
     await kind.apply(pending, kindContext(this.deps, loaded, { versionId }));
@@ -269,15 +274,21 @@ export class RotationEngine {
     });
     const loaded = await loadSecret(this.deps, secretId);
     const kind = kindOf(this.deps, version.value, secretId);
-    const ctx = kindContext(this.deps, loaded, { versionId });
+    const pendingInPlace = version.versionId === versionId && loaded.currentVersionId !== versionId && renewsInPlace(loaded, kind, version.value);
+    // Renewed in place, the pending value is not valid before finishSecret changes it (and proves it there).
+    if (pendingInPlace) return {};
+    const report = await this.verifyEventually(kind, version.value, kindContext(this.deps, loaded, { versionId }));
+    // Only a report on this very version (not the AWSCURRENT a lone test falls back to) is kept.
+    return version.versionId === versionId ? sessionWatermarkTag(versionId, report?.sessionWatermark) : {};
+  }
+
+  /** `kind.verify`, retrying a refused login with backoff: a change may still be propagating (IAM keys take seconds). */
+  private async verifyEventually(kind: CredentialKind, value: Sealed<string>, ctx: KindContext): Promise<VerifyReport | void> {
     const attempts = Math.max(1, this.deps.verifyAttempts);
     for (let attempt = 1; ; attempt++) {
       try {
-        const report = await kind.verify(version.value, ctx);
-        // Only a report on this very version (not the AWSCURRENT a lone test falls back to) is kept.
-        return version.versionId === versionId ? sessionWatermarkTag(versionId, report?.sessionWatermark) : {};
+        return await kind.verify(value, ctx);
       } catch (error) {
-        // A refused login may be a change still propagating (IAM keys take seconds): back off, retry.
         const retry = error instanceof TargetError && (error.retryable || error.code === 'LOGIN_FAILED');
         if (!retry || attempt >= attempts) throw error;
         await sleep(this.deps.verifyBaseDelayMs * 2 ** (attempt - 1));
@@ -292,7 +303,11 @@ export class RotationEngine {
    * of three, and no state in which AWSCURRENT moved but AWSPENDING stayed. Otherwise (Secrets
    * Manager) they are separate calls, and a crash between them is tidied by the next rotation.
    */
-  async finishSecret(secretId: string, versionId: string, extraTags: Record<string, string> = {}): Promise<{ strategy: string; rotationMs: number; outcomeRecorded: boolean } | undefined> {
+  async finishSecret(
+    secretId: string,
+    versionId: string,
+    extraTags: Record<string, string> = {},
+  ): Promise<{ strategy: string; rotationMs: number; outcomeRecorded: boolean; tags: Record<string, string> } | undefined> {
     const loaded = await loadSecret(this.deps, secretId);
     const mine = loaded.description.versions.find((v) => v.versionId === versionId);
     const promote = loaded.currentVersionId !== versionId;
@@ -305,15 +320,73 @@ export class RotationEngine {
     ];
     const promoted = promote && mine ? { strategy: loaded.strategy, rotationMs: Math.max(0, this.deps.now().getTime() - mine.createdAt.getTime()) } : undefined;
     if (moves.length === 0) return undefined;
-    if (this.deps.store.updateVersionStages) {
-      await this.deps.store.updateVersionStages(secretId, moves, promoted ? { tags: { ...this.outcomeTags('succeeded'), ...extraTags } } : {});
-      return promoted ? { ...promoted, outcomeRecorded: true } : undefined;
+    let tags = extraTags;
+    const write = async (): Promise<boolean> => {
+      if (this.deps.store.updateVersionStages) {
+        await this.deps.store.updateVersionStages(secretId, moves, promoted ? { tags: { ...this.outcomeTags('succeeded'), ...tags } } : {});
+        return true;
+      }
+      for (const move of moves) {
+        const { stage, ...where } = move;
+        await this.deps.store.updateVersionStage(secretId, stage, where);
+      }
+      return false;
+    };
+    let outcomeRecorded: boolean;
+    const pending = promote ? (await this.deps.store.getSecretValue(secretId, { versionId, stage: STAGE.pending })).value : undefined;
+    const kind = pending && kindOf(this.deps, pending, secretId);
+    if (pending && kind && renewsInPlace(loaded, kind, pending)) {
+      outcomeRecorded = await this.renewInPlace(loaded, kind, pending, versionId, async (report) => {
+        tags = { ...extraTags, ...report };
+        return write();
+      });
+    } else {
+      outcomeRecorded = await write();
     }
-    for (const move of moves) {
-      const { stage, ...where } = move;
-      await this.deps.store.updateVersionStage(secretId, stage, where);
-    }
-    return promoted ? { ...promoted, outcomeRecorded: false } : undefined;
+    return promoted ? { ...promoted, outcomeRecorded, tags } : undefined;
+  }
+
+  /**
+   * The change of a credential renewed in place (the single strategy), made by finishSecret: the
+   * kind sets the new password, and while it still holds the session it acted through, the new
+   * password is proven by a fresh login (retried with backoff) and `promote` writes the promotion
+   * with verify's tags. If the proof fails, or the promotion surely did not happen, the kind puts
+   * AWSCURRENT's password back and the error is rethrown: AWSCURRENT still logs in and the rotation
+   * can be rerun. Only a process that dies inside this call, between the change and the
+   * promotion's write, leaves AWSCURRENT stale; the new password is stored as AWSPENDING and the
+   * next run (which tries it too) finishes the rotation.
+   */
+  private async renewInPlace(
+    loaded: LoadedSecret,
+    kind: CredentialKind,
+    pending: Sealed<string>,
+    versionId: string,
+    promote: (tags: Record<string, string>) => Promise<boolean>,
+  ): Promise<boolean> {
+    const ctx = kindContext(this.deps, loaded, { versionId });
+    let recorded = false;
+    let kept: { error: unknown } | undefined;
+    await kind.apply(pending, ctx, {
+      confirm: async () => {
+        const report = await this.verifyEventually(kind, pending, ctx);
+        try {
+          recorded = await promote(sessionWatermarkTag(versionId, report?.sessionWatermark));
+        } catch (error) {
+          // Promoted after all (a failure after the write), or cannot tell: the new password stays,
+          // since undoing it under a promoted AWSCURRENT would break the credential for good.
+          const landed = await this.isCurrent(loaded.secretId, versionId).catch(() => undefined);
+          if (landed === false) throw error;
+          kept = { error };
+        }
+      },
+    });
+    if (kept) throw kept.error;
+    return recorded;
+  }
+
+  private async isCurrent(secretId: string, versionId: string): Promise<boolean> {
+    const { versions } = await this.deps.store.describeSecret(secretId);
+    return versions.some((v) => v.versionId === versionId && v.stages.includes(STAGE.current));
   }
 
   private async hasValue(secretId: string, versionId: string, stage: string | undefined = STAGE.pending): Promise<boolean> {

@@ -161,6 +161,78 @@ export function targetContract(engine: TestEngine, makeTarget: () => Target, opt
         }
       });
 
+      describe('with confirm and restoreTo (a change in place, proven before it counts)', () => {
+        const via = (u: { login: Login }, how: 'admin' | 'self') => (how === 'admin' ? { admin } : { self: [u.login] });
+
+        it.each(['admin', 'self'] as const)('via %s, runs confirm once the new password logs in, and keeps it when confirm passes', async (how) => {
+          const u = await user();
+          const next = password('next');
+          let confirmed = 0;
+          await target.setPassword(u.login, u.name, new Sealed(next), via(u, how), {
+            restoreTo: new Sealed(u.pw),
+            confirm: async () => {
+              confirmed++;
+              await assertCanLogIn(engine, u.name, next);
+            },
+          });
+          expect(confirmed).toBe(1);
+          await assertCanLogIn(engine, u.name, next);
+          await assertCannotLogIn(engine, u.name, u.pw);
+        });
+
+        it.each(['admin', 'self'] as const)('via %s, puts the previous password back when confirm throws, and rethrows that very error', async (how) => {
+          const u = await user();
+          // A previous password full of quotes and escapes is put back as faithfully as any other.
+          const hostile = `${HOSTILE_PASSWORDS[1]}-${how}`;
+          await target.setPassword(u.login, u.name, new Sealed(hostile), { admin });
+          const next = password('next');
+          const refused = new Error('not proven');
+          const error = await target
+            .setPassword(u.login, u.name, new Sealed(next), how === 'admin' ? { admin } : { self: [loginAs(u.name, hostile)] }, {
+              restoreTo: new Sealed(hostile),
+              confirm: async () => {
+                await assertCanLogIn(engine, u.name, next);
+                throw refused;
+              },
+            })
+            .catch((e: unknown) => e);
+          expect(error).toBe(refused);
+          await assertCanLogIn(engine, u.name, hostile);
+          await assertCannotLogIn(engine, u.name, next);
+        });
+
+        it('via self, when the session it acted through is gone before the restore, throws RESTORE_FAILED naming the user only, and the new password stays', async () => {
+          const u = await user();
+          const guard = new LeakGuard();
+          const next = password('next');
+          [next, u.pw, admin.password.reveal()].forEach((v) => guard.secret(v));
+          const error = await expectTargetError(
+            target.setPassword(u.login, u.name, new Sealed(next), { self: [u.login] }, {
+              restoreTo: new Sealed(u.pw),
+              confirm: async () => {
+                // The server drops the user's sessions (a failover, an operator): the acting one with them.
+                await target.endSessions(u.login, u.name, { admin });
+                throw new Error('not proven');
+              },
+            }),
+            'RESTORE_FAILED',
+          );
+          expect(error.message).toContain(u.name);
+          guard.error('setPassword', error);
+          guard.assertClean();
+          await assertCanLogIn(engine, u.name, next);
+        });
+
+        it('without restoreTo, rethrows confirm\'s error and leaves the new password (a credential beside the current one)', async () => {
+          const u = await user();
+          const next = password('next');
+          const refused = new Error('not proven');
+          const error = await target.setPassword(u.login, u.name, new Sealed(next), { admin }, { confirm: async () => Promise.reject(refused) }).catch((e: unknown) => e);
+          expect(error).toBe(refused);
+          await assertCanLogIn(engine, u.name, next);
+        });
+      });
+
       it('throws TARGET_UNREACHABLE (retryable, no password in its text) when the server cannot be reached', async () => {
         const guard = new LeakGuard();
         const next = password('next');

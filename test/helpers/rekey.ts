@@ -85,9 +85,9 @@ export function recordingTargets(inner: TargetRegistry, guard: LeakGuard): Targe
       return new Proxy(target, {
         get(obj, prop, receiver) {
           if (prop === 'setPassword') {
-            return (on: Parameters<Target['setPassword']>[0], username: string, password: Sealed<string>, via: Parameters<Target['setPassword']>[3]) => {
-              guard.secret(password);
-              return obj.setPassword(on, username, password, via);
+            return (...args: Parameters<Target['setPassword']>) => {
+              guard.secret(args[2]);
+              return obj.setPassword(...args);
             };
           }
           const value = Reflect.get(obj, prop, receiver) as unknown;

@@ -18,6 +18,12 @@ export async function createUser(engine: TestEngine, username: string, password:
   await adminQuery('mysql', `GRANT ALL PRIVILEGES ON ${mysql.escapeId(servers().mysql.database)}.* TO ?@'%'`, [username]);
 }
 
+/** Sets a user's password with the driver (what a rotation killed right after its change leaves behind). */
+export async function setPasswordDirectly(engine: TestEngine, username: string, password: string): Promise<void> {
+  if (engine === 'postgres') await adminQuery('postgres', `ALTER ROLE ${pg.escapeIdentifier(username)} WITH PASSWORD ${pg.escapeLiteral(password)}`);
+  else await adminQuery('mysql', `SET PASSWORD FOR ?@'%' = PASSWORD(?)`, [username, password]);
+}
+
 /** Drops the user if it exists, with whatever it owns (PostgreSQL) and after ending its sessions. */
 export async function dropUser(engine: TestEngine, username: string): Promise<void> {
   if (engine === 'postgres') {

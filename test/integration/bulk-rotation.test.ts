@@ -152,7 +152,7 @@ describe('bulk rotation through the CLI', () => {
     expect(ids(by('Rotation Started'))).toEqual(new Set(secrets.map((s) => s.secretId)));
     expect(ids(by('Rotation Succeeded'))).toEqual(new Set(healthy.map((s) => s.secretId)));
     expect(by('Rotation Failed').map((r) => [r.secretId, r.step, r.outcome, r.error?.code])).toEqual(
-      expect.arrayContaining(broken.map((s) => [s.secretId, 'setSecret', 'failed', 'TARGET_UNREACHABLE'])),
+      expect.arrayContaining(broken.map((s) => [s.secretId, 'finishSecret', 'failed', 'TARGET_UNREACHABLE'])),
     );
     expect(by('Rotation Failed')).toHaveLength(BROKEN);
     expect(by('Batch Completed')).toEqual([expect.objectContaining({ secretId: '*', outcome: 'failed', counts: { succeeded: 97, revoked: 0, stuck: 0, failed: 3, skipped: 0 } })]);
@@ -162,7 +162,7 @@ describe('bulk rotation through the CLI', () => {
     const trail = await cli('audit', '--secret', broken[0]!.secretId);
     expect(trail.code).toBe(0);
     expect(trail.stdout).toMatch(/Rotation Started/);
-    expect(trail.stdout).toMatch(/Rotation Failed .*setSecret .*failed/);
+    expect(trail.stdout).toMatch(/Rotation Failed .*finishSecret .*failed/);
 
     // Chat, on both channels: one message per failure and one summary naming the counts; no per-success messages.
     for (const double of [slack, teams]) {

@@ -7,7 +7,7 @@ import { STAGE } from '#core/ports/secret-store.ts';
 import { ROTATION_STEPS } from '#core/rotation.ts';
 import { DETAIL_TYPE } from '#core/events.ts';
 import { Sealed } from '#core/sealed.ts';
-import { adminSecret, assertCanLogIn, assertCannotLogIn, uniqueName, type TestEngine } from '#test/helpers/databases.ts';
+import { adminSecret, assertCanLogIn, assertCannotLogIn, tryLogin, uniqueName, type TestEngine } from '#test/helpers/databases.ts';
 import { dropUser } from '#test/helpers/users.ts';
 import { SECRETS_ACTIONS } from '#test/helpers/iam.ts';
 import { managedUser, storedLogin, type ManagedUser } from '#test/helpers/rekey.ts';
@@ -144,6 +144,33 @@ describe('rotate-secret handler', () => {
     });
   });
 
+  describe('between the steps', () => {
+    it.each([
+      ['postgres', 'single'],
+      ['postgres', 'alternating'],
+      ['mysql', 'single'],
+      ['mysql', 'alternating'],
+    ] as const)('on %s, %s strategy: what Secrets Manager holds as AWSCURRENT logs in after every step it calls', async (engine, strategy) => {
+      const app = await attached(engine, strategy);
+      const seen: [string, string, boolean][] = [];
+      rekey.driveRotations(async (call, step) => {
+        for (const name of ROTATION_STEPS) {
+          await step(name);
+          const current = await storedLogin(rekey, call.secretId, { stage: STAGE.current });
+          seen.push([name, current.versionId === call.versionId ? 'new' : 'old', await tryLogin(engine, current.username, current.password)]);
+        }
+      });
+      await rotateSecret(app.secretId);
+      expect(rekey.failedRotations).toEqual([]);
+      expect(seen).toEqual([
+        ['createSecret', 'old', true],
+        ['setSecret', 'old', true],
+        ['testSecret', 'old', true],
+        ['finishSecret', 'new', true],
+      ]);
+    });
+  });
+
   describe('replays', () => {
     it('gives the same result when every step is delivered twice', async () => {
       const app = await attached('mysql', 'alternating');
@@ -191,15 +218,17 @@ describe('rotate-secret handler', () => {
       expect(eventTypes()).toEqual([DETAIL_TYPE.rotationStarted, DETAIL_TYPE.rotationFailed, DETAIL_TYPE.rotationSucceeded]);
     });
 
-    it('finishes on retry when finishSecret failed after the password changed, and AWSPENDING logged in meanwhile', async () => {
+    it('finishes on retry when finishSecret could not promote, with AWSCURRENT logging in meanwhile (the change undone)', async () => {
       const app = await attached('mysql', 'single');
       rekey.sm.fail('UpdateSecretVersionStage', 'InternalServiceError');
       const token = await rotateSecret(app.secretId);
       expect(rekey.failedRotations.map((f) => [f.step, f.error.message.split(':')[0]])).toEqual([['finishSecret', 'SECRETS_MANAGER_UNAVAILABLE']]);
-      // The single-user window: the database has the pending password, and it is stored.
+      // The password was changed, proven, and set back when the promotion failed: what is stored as
+      // AWSCURRENT still logs in, and the new value waits as AWSPENDING.
       const pending = await storedLogin(rekey, app.secretId, { stage: STAGE.pending });
       expect(pending.versionId).toBe(token);
-      await assertCanLogIn('mysql', pending.username, pending.password);
+      await assertCanLogIn('mysql', app.username, app.password);
+      await assertCannotLogIn('mysql', pending.username, pending.password);
 
       for (const step of ROTATION_STEPS) await rekey.rotateSecret(rekey.stepEvent(step, app.arn, token));
       await expectCurrentLogsIn('mysql', app.secretId, token);

@@ -4,8 +4,9 @@ import { STAGE } from '#core/ports/secret-store.ts';
 import { ROTATION_STEPS } from '#core/rotation.ts';
 import { revokeCredential } from '#core/revocation.ts';
 import { DETAIL_TYPE } from '#core/events.ts';
+import { TargetError } from '#core/errors.ts';
 import { adminQuery, assertCanLogIn, assertCannotLogIn, openSession, tryLogin, uniqueName, type TestEngine } from '#test/helpers/databases.ts';
-import { dropUser } from '#test/helpers/users.ts';
+import { dropUser, setPasswordDirectly } from '#test/helpers/users.ts';
 import { managedUser, storedLogin, testRekey, type TestRekey } from '#test/helpers/rekey.ts';
 
 const engines: TestEngine[] = ['postgres', 'mysql'];
@@ -107,17 +108,13 @@ describe.each(engines)('RotationEngine on %s', (engine) => {
         const app = await managedUser(rekey, engine, { username: user(), strategy });
         const token = randomUUID();
         for (const step of ROTATION_STEPS.slice(0, stepsDone)) await rekey.rotation.runStep(step, app.secretId, token, { trigger: 'schedule' });
-        // The "crash": nothing else runs. What is recorded as current must still log in — except in
-        // the single strategy's inherent window after setSecret, where the stored pending value does.
+        // The "crash": nothing else runs. What is recorded as current must still log in, whatever
+        // the strategy: the single strategy's change waits for finishSecret.
         const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
         const pending = await storedLogin(rekey, app.secretId, { versionId: token });
-        const currentWorks = await tryLogin(engine, current.username, current.password);
-        if (strategy === 'single' && stepsDone >= 2) {
-          expect(currentWorks).toBe(false);
-          await assertCanLogIn(engine, pending.username, pending.password);
-        } else {
-          expect(currentWorks).toBe(true);
-        }
+        expect(current.versionId).toBe((await rekey.deps.store.describeSecret(app.secretId)).versions.find((v) => v.stages.includes(STAGE.current))?.versionId);
+        await assertCanLogIn(engine, current.username, current.password);
+        expect(await tryLogin(engine, pending.username, pending.password)).toBe(strategy === 'alternating' && stepsDone >= 2);
         const result = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
         expect(result.versionId).toBe(token);
         expect(result.resumed).toBe(true);
@@ -130,6 +127,8 @@ describe.each(engines)('RotationEngine on %s', (engine) => {
         const app = await managedUser(rekey, engine, { username: user(), strategy });
         const token = randomUUID();
         for (const step of ROTATION_STEPS.slice(0, 3)) await rekey.rotation.runStep(step, app.secretId, token, { trigger: 'schedule' });
+        // What finishSecret does before the crash: single makes its change, then AWSCURRENT moves.
+        if (strategy === 'single') await setPasswordDirectly(engine, app.username, (await storedLogin(rekey, app.secretId, { versionId: token })).password);
         const current = (await rekey.deps.store.describeSecret(app.secretId)).versions.find((v) => v.stages.includes(STAGE.current))!;
         await rekey.deps.store.updateVersionStage(app.secretId, STAGE.current, { moveToVersionId: token, removeFromVersionId: current.versionId });
         const result = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
@@ -154,9 +153,10 @@ describe.each(engines)('RotationEngine on %s', (engine) => {
         expect(pendingVersion.stages).toEqual([STAGE.pending]);
         const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
         const pending = await storedLogin(rekey, app.secretId, { stage: STAGE.pending });
-        if (strategy === 'single') await assertCannotLogIn(engine, current.username, current.password); // the window setSecret opens
-        else await assertCanLogIn(engine, current.username, current.password);
-        await assertCanLogIn(engine, pending.username, pending.password);
+        await assertCanLogIn(engine, current.username, current.password);
+        // Single: the change was undone when its promotion failed; alternating: the clone waits, valid.
+        expect(await tryLogin(engine, pending.username, pending.password)).toBe(strategy === 'alternating');
+        expect(rekey.events.at(-1)?.detailType).toBe(DETAIL_TYPE.rotationFailed);
         const result = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
         expect(result).toMatchObject({ versionId: pendingVersion.versionId, resumed: true });
         const after = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
@@ -164,6 +164,60 @@ describe.each(engines)('RotationEngine on %s', (engine) => {
         await assertCanLogIn(engine, after.username, after.password);
         expect((await store.describeSecret(app.secretId)).versions.filter((v) => v.stages.includes(STAGE.pending))).toHaveLength(0);
       });
+
+      if (strategy === 'single') {
+        it('a new password that will not log in is undone: the previous one is set back, stays AWSCURRENT, and a rerun completes', async () => {
+          const app = await managedUser(rekey, engine, { username: user(), strategy, withAdmin: engine === 'postgres' });
+          const refusing = refuseVerifyOf(rekey, app.username);
+          const error = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' }).then(() => undefined, (e: unknown) => e);
+          expect(error).toMatchObject({ code: 'LOGIN_FAILED' });
+          rekey.guard.error('rotation error', error);
+          expect(refusing.calls).toBeGreaterThan(1); // retried with backoff before giving up
+          const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+          const pending = await storedLogin(rekey, app.secretId, { stage: STAGE.pending });
+          expect(current.password).toBe(app.password);
+          await assertCanLogIn(engine, app.username, app.password);
+          await assertCannotLogIn(engine, pending.username, pending.password);
+          expect((await rekey.deps.store.describeSecret(app.secretId)).tags['rekey:last-outcome']).toBe('failed LOGIN_FAILED');
+          refusing.stop();
+          const result = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+          expect(result).toMatchObject({ versionId: pending.versionId, resumed: true });
+          await assertCanLogIn(engine, pending.username, pending.password);
+          await assertCannotLogIn(engine, app.username, app.password);
+        });
+
+        it.each([
+          ['as the admin', true],
+          ['as the user itself', false],
+        ])('a process killed between the change and the promotion (%s) leaves the new password stored as AWSPENDING; the rerun finishes', async (_how, withAdmin) => {
+          const app = await managedUser(rekey, engine, { username: user(), strategy, withAdmin });
+          const token = randomUUID();
+          for (const step of ROTATION_STEPS.slice(0, 3)) await rekey.rotation.runStep(step, app.secretId, token, { trigger: 'schedule' });
+          const pending = await storedLogin(rekey, app.secretId, { versionId: token });
+          await setPasswordDirectly(engine, app.username, pending.password); // finishSecret's change, then the kill
+          await assertCannotLogIn(engine, app.username, app.password);
+          const result = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+          expect(result).toMatchObject({ versionId: token, resumed: true });
+          const after = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+          expect(after.versionId).toBe(token);
+          await assertCanLogIn(engine, after.username, after.password);
+        });
+
+        it('a failed promotion that cannot be told from a written one keeps the new password (never undone under a promoted AWSCURRENT); the rerun finishes', async () => {
+          const app = await managedUser(rekey, engine, { username: user(), strategy, withAdmin: true });
+          let blind: { calls: number } | undefined;
+          // The write fails, and so does the look that would tell whether it landed.
+          failOnce(rekey.deps.store, 'updateVersionStages', { then: () => (blind = failOnce(rekey.deps.store, 'describeSecret')) });
+          const failed = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' }).then(() => undefined, (e: unknown) => e);
+          expect(failed).toMatchObject({ message: 'crash during the promotion' });
+          expect(blind?.calls).toBe(1);
+          const pending = await storedLogin(rekey, app.secretId, { stage: STAGE.pending });
+          await assertCanLogIn(engine, pending.username, pending.password);
+          const result = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' });
+          expect(result).toMatchObject({ versionId: pending.versionId, resumed: true });
+          await assertCanLogIn(engine, pending.username, pending.password);
+        });
+      }
 
       it('replays every step of a finished rotation without changing anything', async () => {
         const app = await managedUser(rekey, engine, { username: user(), strategy });
@@ -243,7 +297,7 @@ describe.each(engines)('RotationEngine on %s: killing the replaced credential ea
     await assertCanLogIn(engine, current.username, current.password);
   });
 
-  it('single: nothing is killed early, since setSecret itself replaced the password', async () => {
+  it('single: nothing is killed early, since the change itself replaced the password', async () => {
     const app = await managedUser(rekey, engine, { username: user(), strategy: 'single', withAdmin: true });
     const leaked = await currentVersion(app.secretId);
     const result = await rekey.rotation.rotate(app.secretId, { trigger: 'leak' }, { killReplaced: { versionId: leaked } });
@@ -289,17 +343,43 @@ describe.each(engines)('RotationEngine on %s: killing the replaced credential ea
   });
 });
 
-/** Makes `method` of `store` throw once (a crash at that write), then behave again; counts the calls. */
-function failOnce(store: object, method: string): { calls: number } {
+/**
+ * Makes `method` of `store` throw once (a crash at that write), then behave again; counts the calls.
+ * `then` runs at the failure (to break the next call of something else).
+ */
+function failOnce(store: object, method: string, options: { then?: () => void } = {}): { calls: number } {
   const counter = { calls: 0 };
   const target = store as Record<string, (...args: unknown[]) => Promise<unknown>>;
   const original = target[method]!;
-  target[method] = async (...args: unknown[]) => {
+  target[method] = async (..._args: unknown[]) => {
     counter.calls += 1;
     target[method] = original;
+    options.then?.();
     throw new Error('crash during the promotion');
   };
   return counter;
+}
+
+/**
+ * The server refusing every login of `username` (a pg_hba or a proxy that has not caught up), as
+ * the kinds' `verify` sees it: LOGIN_FAILED. Counts the refusals; `stop()` lets logins through.
+ */
+function refuseVerifyOf(rekey: TestRekey, username: string): { calls: number; stop(): void } {
+  const state = { calls: 0, stop: () => restore.forEach((undo) => undo()) };
+  const restore: (() => void)[] = [];
+  for (const kind of rekey.deps.kinds.kinds) {
+    const original = kind.verify.bind(kind);
+    const patched = kind as { verify: typeof kind.verify };
+    patched.verify = async (value, ctx) => {
+      if ((JSON.parse(value.reveal()) as { username?: string }).username === username) {
+        state.calls += 1;
+        throw new TargetError('LOGIN_FAILED', `login as ${username} refused by the test`);
+      }
+      return original(value, ctx);
+    };
+    restore.push(() => delete (patched as Partial<typeof patched>).verify);
+  }
+  return state;
 }
 
 describe('RotationEngine alternating on postgres', () => {

@@ -146,11 +146,12 @@ describe('scheduled-rotation handler on AWS', () => {
       await assertCanLogIn('postgres', stuck.username, stuck.password);
 
       // Unreachable: RotateSecret was accepted (on AWS "rotated" means started); the rotation itself
-      // failed at setSecret and reported so; AWSCURRENT is untouched and still works on the real port.
+      // failed where the single strategy changes the password, at finishSecret, and reported so;
+      // AWSCURRENT is untouched and still works on the real port.
       expect(byId[unreachable.secretId]?.action).toBe('rotated');
       const unreachableVersion = byId[unreachable.secretId]!.versionId!;
       expect(rekey.failedRotations.map((f) => [f.call.versionId, f.step, f.error.message.split(':')[0]])).toEqual([
-        [unreachableVersion, 'setSecret', 'TARGET_UNREACHABLE'],
+        [unreachableVersion, 'finishSecret', 'TARGET_UNREACHABLE'],
       ]);
       expect(stagesOf(unreachable.secretId)).toEqual({ ...before[unreachable.secretId], [unreachableVersion]: [STAGE.pending] });
       await assertCanLogIn('postgres', unreachable.username, unreachable.password);

@@ -10,7 +10,7 @@ import {
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import * as z from 'zod/mini';
 import { ConflictError, NotFoundError, RekeyError, TargetError, ValidationError, logsIn } from '#core/errors.ts';
-import type { CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm } from '#core/ports/credential-kind.ts';
+import type { ApplyOptions, CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm } from '#core/ports/credential-kind.ts';
 import { redactCause } from '#core/redact.ts';
 import { Sealed } from '#core/sealed.ts';
 import { parseSecretJson } from '#core/secret.ts';
@@ -132,9 +132,11 @@ export class AwsIamUserKind implements CredentialKind {
     return ctx.current.map((json) => JSON.stringify({ ...(JSON.parse(json) as object), accessKeyId: id, secretAccessKey: secret }));
   }
 
-  async apply(pending: Sealed<string>, ctx: KindContext): Promise<void> {
+  async apply(pending: Sealed<string>, ctx: KindContext, options: ApplyOptions = {}): Promise<void> {
     // A new IAM key is active from the start; nothing to do but check the value is one.
     this.parse(pending, ctx.secretId);
+    // A new key leaves the old one working: nothing to undo if the caller's confirmation fails.
+    await options.confirm?.();
   }
 
   async verify(value: Sealed<string>, ctx: KindContext): Promise<void> {

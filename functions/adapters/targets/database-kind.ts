@@ -1,5 +1,5 @@
 import { ConflictError, ValidationError } from '#core/errors.ts';
-import type { CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm, VerifyReport } from '#core/ports/credential-kind.ts';
+import type { ApplyOptions, CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm, VerifyReport } from '#core/ports/credential-kind.ts';
 import type { Login, TargetRegistry } from '#core/ports/target.ts';
 import { generatePassword, passwordPolicyFromTags } from '#core/password.ts';
 import type { Sealed } from '#core/sealed.ts';
@@ -19,7 +19,9 @@ const URI_SCHEMES: Record<string, string> = { postgres: 'postgres', mysql: 'mysq
  *           user of the pair. Nothing on the server changes: the engine stores it first.
  *   apply   alternating: sync the clone (PostgreSQL: member + SET ROLE; MySQL: grants), then set
  *           the password as the admin (`masterarn`), or as the user itself trying the current and
- *           then the pending login (a rerun after a crash finds it already set).
+ *           then the pending login (a rerun after a crash finds it already set). Single: the
+ *           engine passes `confirm`, and a change it does not confirm is undone (the old password
+ *           set back through the same session).
  *   revoke  same user (single): the password is already replaced, end sessions opened before the
  *           promotion (PostgreSQL) or not after AWSCURRENT's verify (MySQL/MariaDB: its
  *           connection-id watermark; all of them without one); other user (alternating): scramble
@@ -65,7 +67,7 @@ export class DatabaseKind implements CredentialKind {
     return ctx.current.map((json) => JSON.stringify({ ...(JSON.parse(json) as object), username, password: password.reveal() }));
   }
 
-  async apply(pending: Sealed<string>, ctx: KindContext): Promise<void> {
+  async apply(pending: Sealed<string>, ctx: KindContext, options: ApplyOptions = {}): Promise<void> {
     const next = this.parse(pending, ctx.secretId);
     const current = this.parse(ctx.current, ctx.secretId);
     const target = this.#targets.forEngine(next.engine);
@@ -78,8 +80,13 @@ export class DatabaseKind implements CredentialKind {
       await target.syncClone(admin, original, alternateUsername(original));
     }
     // Without an admin the user changes its own password; the pending login is tried too, so a
-    // rerun after a crash inside this step finds the password already set.
-    await target.setPassword(next, next.username, next.password, actingAs(admin, [current, next]));
+    // rerun after a crash inside this step finds the password already set. A change in place (the
+    // single strategy) puts AWSCURRENT's password back if it is not confirmed.
+    const inPlace = next.username === current.username;
+    await target.setPassword(next, next.username, next.password, actingAs(admin, [current, next]), {
+      ...(options.confirm ? { confirm: options.confirm } : {}),
+      ...(options.confirm && inPlace ? { restoreTo: current.password } : {}),
+    });
   }
 
   async verify(value: Sealed<string>, ctx: KindContext): Promise<VerifyReport | void> {

@@ -1,7 +1,7 @@
 import * as z from 'zod/mini';
 import { ConflictError, RekeyError, TargetError, ValidationError, logsIn } from '#core/errors.ts';
 import { parseJsonPath, readJsonPath } from '#core/json-path.ts';
-import type { CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm } from '#core/ports/credential-kind.ts';
+import type { ApplyOptions, CredentialKind, CredentialSummary, KindContext, RevokeMode, RevokeOutcome, SensitiveForm } from '#core/ports/credential-kind.ts';
 import { redactCause } from '#core/redact.ts';
 import { Sealed } from '#core/sealed.ts';
 import { parseSecretJson } from '#core/secret.ts';
@@ -166,9 +166,11 @@ export class HttpApiKeyKind implements CredentialKind {
     return ctx.current.map((json) => JSON.stringify({ ...(JSON.parse(json) as object), keyId: id, key }));
   }
 
-  async apply(pending: Sealed<string>, ctx: KindContext): Promise<void> {
+  async apply(pending: Sealed<string>, ctx: KindContext, options: ApplyOptions = {}): Promise<void> {
     // A provider's key works once created: nothing to set.
     this.parse(pending, ctx.secretId);
+    // A new key leaves the old one working: nothing to undo if the caller's confirmation fails.
+    await options.confirm?.();
   }
 
   async verify(value: Sealed<string>, ctx: KindContext): Promise<void> {

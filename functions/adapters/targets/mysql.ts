@@ -2,7 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import { RekeyError, TargetError, ValidationError, logsIn } from '#core/errors.ts';
 import type { VerifyReport } from '#core/ports/credential-kind.ts';
-import type { Login, Target } from '#core/ports/target.ts';
+import type { Login, SetPasswordOptions, Target } from '#core/ports/target.ts';
+import { confirmOrRestore } from './confirm.ts';
 import { redactCause } from '#core/redact.ts';
 import type { Sealed } from '#core/sealed.ts';
 import { alternateUsername } from '#core/secret.ts';
@@ -115,27 +116,32 @@ export class MysqlTarget implements Target {
     checkUsername(username, MARIADB_MAX_USERNAME_CHARS, 'MariaDB', options.alternating);
   }
 
-  async setPassword(_on: Login, username: string, password: Sealed<string>, via: Via): Promise<void> {
+  async setPassword(_on: Login, username: string, password: Sealed<string>, via: Via, options?: SetPasswordOptions): Promise<void> {
     this.#checkName(username);
-    const secrets = withEscapedForms([password, via.admin?.password, ...(via.self ?? []).map((l) => l.password)]);
+    const secrets = withEscapedForms([password, via.admin?.password, options?.restoreTo, ...(via.self ?? []).map((l) => l.password)]);
     const action = `change the password of ${username}`;
     if (via.admin) {
-      await this.#asAdmin(via.admin, secrets, async (run, server) => {
+      const unconfirmed = await this.#asAdmin(via.admin, secrets, async (run, server) => {
         checkForServer(server, [username]);
         const hosts = await userHosts(run, server, username, `look up the hosts of ${username}`);
         if (hosts.length === 0) throw new TargetError('ROLE_NOT_FOUND', `user ${username} does not exist on ${endpoint(via.admin!)}`);
         // Every host the user really has: a login from any of them must take the new password,
         // and one left behind would keep the old one working.
-        if (server.mariadb) {
-          // MariaDB's ALTER USER … IDENTIFIED BY switches the account to mysql_native_password;
-          // SET PASSWORD keeps its plugin (ed25519, parsec) and hashes with it.
-          for (const host of hosts) await run(mysql.format(`SET PASSWORD FOR ${account(username, host)} = PASSWORD(?)`, [password.reveal()]), action);
-        } else {
-          // MySQL keeps each account's plugin; one statement changes every host.
-          const clauses = hosts.map((host) => mysql.format(`${account(username, host)} IDENTIFIED BY ?`, [password.reveal()]));
-          await run(`ALTER USER ${clauses.join(', ')}`, action);
-        }
+        const set = async (value: Sealed<string>, what: string) => {
+          if (server.mariadb) {
+            // MariaDB's ALTER USER … IDENTIFIED BY switches the account to mysql_native_password;
+            // SET PASSWORD keeps its plugin (ed25519, parsec) and hashes with it.
+            for (const host of hosts) await run(mysql.format(`SET PASSWORD FOR ${account(username, host)} = PASSWORD(?)`, [value.reveal()]), what);
+          } else {
+            // MySQL keeps each account's plugin; one statement changes every host.
+            const clauses = hosts.map((host) => mysql.format(`${account(username, host)} IDENTIFIED BY ?`, [value.reveal()]));
+            await run(`ALTER USER ${clauses.join(', ')}`, what);
+          }
+        };
+        await set(password, action);
+        return confirmOrRestore(options, username, (previous) => set(previous, `put back the previous password of ${username}`));
       });
+      if (unconfirmed) throw unconfirmed.error;
       return;
     }
     const self = selfLogins(via, username, 'change its password');
@@ -144,25 +150,30 @@ export class MysqlTarget implements Target {
         throw new ValidationError(`a login as ${login.username} cannot change the password of ${username} without an admin`);
       }
     }
+    let unconfirmed: { error: unknown } | undefined;
     const done = await this.#asSelf(self, secrets, action, async (run, server, login) => {
       checkForServer(server, [username]);
-      // Logging in with the target value means an earlier run already set it.
-      if (login.password.reveal() === password.reveal()) return;
       // A user changes the password of the account its login matched (one user@host), which is
-      // all it may change without an admin.
-      if (server.mariadb) {
-        // MariaDB's ALTER USER needs CREATE USER even for one's own account; SET PASSWORD does not.
-        await run(mysql.format('SET PASSWORD = PASSWORD(?)', [password.reveal()]), action);
-        return;
-      }
-      try {
-        await run(mysql.format('ALTER USER CURRENT_USER() IDENTIFIED BY ?', [password.reveal()]), action);
-      } catch (error) {
-        // password_require_current: prove the current password, which this login just did.
-        if (!(error instanceof TargetError && (error.cause as { code?: string } | undefined)?.code === 'ER_MISSING_CURRENT_PASSWORD')) throw error;
-        await run(mysql.format('ALTER USER CURRENT_USER() IDENTIFIED BY ? REPLACE ?', [password.reveal(), login.password.reveal()]), action);
-      }
+      // all it may change without an admin. `from` is the password this session knows is set.
+      const set = async (value: Sealed<string>, from: Sealed<string>, what: string) => {
+        if (server.mariadb) {
+          // MariaDB's ALTER USER needs CREATE USER even for one's own account; SET PASSWORD does not.
+          await run(mysql.format('SET PASSWORD = PASSWORD(?)', [value.reveal()]), what);
+          return;
+        }
+        try {
+          await run(mysql.format('ALTER USER CURRENT_USER() IDENTIFIED BY ?', [value.reveal()]), what);
+        } catch (error) {
+          // password_require_current: prove the current password, which this session knows.
+          if (!(error instanceof TargetError && (error.cause as { code?: string } | undefined)?.code === 'ER_MISSING_CURRENT_PASSWORD')) throw error;
+          await run(mysql.format('ALTER USER CURRENT_USER() IDENTIFIED BY ? REPLACE ?', [value.reveal(), from.reveal()]), what);
+        }
+      };
+      // Logging in with the target value means an earlier run already set it.
+      if (login.password.reveal() !== password.reveal()) await set(password, login.password, action);
+      unconfirmed = await confirmOrRestore(options, username, (previous) => set(previous, password, `put back the previous password of ${username}`));
     });
+    if (unconfirmed) throw unconfirmed.error;
     if (!done) throw new TargetError('LOGIN_FAILED', `cannot log in as ${username} to change its password`);
   }
 

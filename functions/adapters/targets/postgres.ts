@@ -1,11 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { RekeyError, TargetError, ValidationError, logsIn } from '#core/errors.ts';
-import type { Login, Target } from '#core/ports/target.ts';
+import type { Login, SetPasswordOptions, Target } from '#core/ports/target.ts';
 import { redactCause } from '#core/redact.ts';
 import type { Sealed } from '#core/sealed.ts';
 import { alternateUsername } from '#core/secret.ts';
 import { scramSha256Verifier } from './scram.ts';
+import { confirmOrRestore } from './confirm.ts';
 
 /** NAMEDATALEN - 1: PostgreSQL silently truncates longer identifiers, so two names could collide. */
 export const MAX_IDENTIFIER_BYTES = 63;
@@ -60,14 +61,21 @@ export class PostgresTarget implements Target {
     }
   }
 
-  async setPassword(_on: Login, username: string, password: Sealed<string>, via: Via): Promise<void> {
+  async setPassword(_on: Login, username: string, password: Sealed<string>, via: Via, options?: SetPasswordOptions): Promise<void> {
     this.#checkName(username);
     const verifier = await scramSha256Verifier(password.reveal());
-    const secrets: Secrets = [password, verifier, via.admin?.password, ...(via.self ?? []).map((l) => l.password)];
+    const secrets: Secrets = [password, verifier, via.admin?.password, options?.restoreTo, ...(via.self ?? []).map((l) => l.password)];
+    const action = `change the password of ${username}`;
     if (via.admin) {
+      const admin = via.admin;
       // The verifier, never the plaintext: utility statements take no bind parameters, so the
       // value is in the statement text, which the server may log.
-      await this.#adminQuery(via.admin, `ALTER ROLE ${ident(username)} WITH LOGIN PASSWORD ${literal(verifier)}`, [], `change the password of ${username}`, secrets);
+      const set = async (verifier: string) => {
+        await this.#adminQuery(admin, `ALTER ROLE ${ident(username)} WITH LOGIN PASSWORD ${literal(verifier)}`, [], action, [...secrets, verifier]);
+      };
+      await set(verifier);
+      const unconfirmed = await confirmOrRestore(options, username, async (previous) => set(await scramSha256Verifier(previous.reveal())));
+      if (unconfirmed) throw unconfirmed.error;
       return;
     }
     const self = this.#selfLogins(via, username, 'change its password');
@@ -76,14 +84,24 @@ export class PostgresTarget implements Target {
         throw new ValidationError(`a login as ${login.username} cannot change the password of ${username} without an admin`);
       }
     }
+    let unconfirmed: { error: unknown } | undefined;
     const done = await this.#asSelf(self, secrets, async (client, login) => {
-      // Logging in with the pending value means an earlier run already set it.
-      if (login.password.reveal() === password.reveal()) return;
       // A clone logs in running as its original (SET ROLE): drop back to the session user so the
       // statement changes the clone's own password, which is all an ordinary role may change.
-      await client.query('SET ROLE NONE');
-      await client.query(`ALTER ROLE SESSION_USER WITH PASSWORD ${literal(verifier)}`);
-    }, `change the password of ${username}`);
+      const set = async (verifier: string) => {
+        await client.query('SET ROLE NONE');
+        await client.query(`ALTER ROLE SESSION_USER WITH PASSWORD ${literal(verifier)}`);
+      };
+      // Logging in with the pending value means an earlier run already set it.
+      if (login.password.reveal() !== password.reveal()) await set(verifier);
+      unconfirmed = await confirmOrRestore(options, username, async (previous) => {
+        const restored = await scramSha256Verifier(previous.reveal());
+        await set(restored).catch((error: unknown) => {
+          throw this.#error(error, login, `put back the previous password of ${username}`, [...secrets, restored]);
+        });
+      });
+    }, action);
+    if (unconfirmed) throw unconfirmed.error;
     if (!done) throw new TargetError('LOGIN_FAILED', `cannot log in as ${username} to change its password`);
   }
 

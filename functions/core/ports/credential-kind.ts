@@ -53,6 +53,11 @@ export interface KindContext {
 
 export type RevokeMode = 'grace' | 'leak';
 
+export interface ApplyOptions {
+  /** Runs after the change, before the kind lets go of it; a throw undoes the change (see `apply`). */
+  confirm?: () => Promise<void>;
+}
+
 /**
  * What a successful `verify` learned that a later revoke can use; the engine keeps it in a tag
  * bound to the version, so it is an identifier (tag-safe: letters, digits, `_.:/=+-@`), never a value.
@@ -109,8 +114,15 @@ export interface CredentialKind {
   describe(value: Sealed<string>, secretId: string, tags?: Record<string, string>): CredentialSummary;
   /** Build the next value from `ctx.current` (creating it on the system when it is made there). */
   next(ctx: KindContext): Promise<Sealed<string>>;
-  /** Make the pending value valid on the system. Idempotent; `ctx.current` is still AWSCURRENT. */
-  apply(pending: Sealed<string>, ctx: KindContext): Promise<void>;
+  /**
+   * Make the pending value valid on the system. Idempotent; `ctx.current` is still AWSCURRENT.
+   * With `confirm` (a change in place: the same credential takes the new secret, a database user's
+   * password under the single strategy), the kind calls it right after the change, still holding
+   * what it acted through; if it throws, the kind puts `ctx.current`'s secret back — through that
+   * same session, the only way back when the user changed its own password and the new one is
+   * refused — and rethrows. So a change that is not proven and promoted never outlives the step.
+   */
+  apply(pending: Sealed<string>, ctx: KindContext, options?: ApplyOptions): Promise<void>;
   /** Log in / call with `value`; TargetError('LOGIN_FAILED') when refused, TARGET_UNREACHABLE when unreachable. */
   verify(value: Sealed<string>, ctx: KindContext): Promise<VerifyReport | void>;
   /** True when accepted, false when refused for its credentials; throws when unreachable. */

@@ -31,6 +31,7 @@ export interface Target {
     username: string,
     password: Sealed<string>,
     via: { admin?: Login; self?: Login[] },
+    options?: SetPasswordOptions,
   ): Promise<void>;
   /**
    * Alternating strategy: make sure `clone` exists and acts as `original` — PostgreSQL: member of
@@ -58,6 +59,17 @@ export interface Target {
   ): Promise<number>;
   /** Release pooled connections. */
   close(): Promise<void>;
+}
+
+/**
+ * `confirm` runs once the password is set, while the session that set it is still open; when it
+ * throws and `restoreTo` is given, that password is set back on every host through the same
+ * session (a user that changed its own password may not be able to log in again), then confirm's
+ * error is rethrown — or TargetError('RESTORE_FAILED') when putting it back failed too.
+ */
+export interface SetPasswordOptions {
+  confirm?: () => Promise<void>;
+  restoreTo?: Sealed<string>;
 }
 
 export interface TargetRegistry {
