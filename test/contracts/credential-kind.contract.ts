@@ -237,6 +237,29 @@ export function credentialKindContract(name: string, makeHarness: () => KindHarn
         expect(await harness.works(fixture.value)).toBe(harness.oldSurvivesApply);
       });
 
+      it('apply with confirm: runs it once the new value works, and when it throws, rethrows that error with the current value still working', async () => {
+        begin();
+        const fixture = await fresh();
+        const ctx = ctxFor(fixture, fixture.value, { versionId: randomUUID() });
+        const next = await kind.next(ctx);
+        track(next);
+        const refused = new Error('not proven');
+        let ran = 0;
+        const error = await caught(
+          kind.apply(next, ctx, {
+            confirm: async () => {
+              ran++;
+              await verifyEventually(next, ctx);
+              throw refused;
+            },
+          }),
+        );
+        expect(ran).toBe(1);
+        expect(error).toBe(refused);
+        // A change in place is undone; a new credential beside the current one leaves it alone.
+        expect(await harness.works(fixture.value)).toBe(true);
+      });
+
       it('rotate three times in a row, each value working, with every old one revoked in between', async () => {
         begin();
         const fixture = await fresh();
