@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -58,6 +58,38 @@ describe('LocalFileFingerprintIndex', () => {
       for (const v of ['v1', 'v2']) for (const f of fps(v)) expect(await index.lookup(f.value)).toEqual([]);
       expect(await index.lookup(fps('v3')[0]!.value)).toHaveLength(1);
     }, 60_000);
+
+    it('keeps the index to a bounded set of directories however many versions come and go', async () => {
+      for (let i = 0; i < 40; i++) {
+        const keep = [`v${i}`, `v${i - 1}`];
+        await index.record('app/db', `v${i}`, fps(`v${i}`), { keepVersionIds: keep });
+      }
+      const top = await readdir(join(dir, 'fingerprints'), { withFileTypes: true });
+      // 256 buckets at most, and the manifests' directory: no directory per fingerprint.
+      expect(top.every((e) => e.isDirectory() && (e.name === 'by-secret' || /^[0-9a-f]{2}$/.test(e.name)))).toBe(true);
+      const files = (await readdir(join(dir, 'fingerprints'), { recursive: true, withFileTypes: true })).filter((e) => e.isFile() && e.name.endsWith('.json') && !e.parentPath.endsWith('by-secret'));
+      expect(files).toHaveLength(4); // two versions kept, two forms each
+    });
+
+    it('finds and forgets hits written before the buckets (a directory per fingerprint), and removes that directory with its last hit', async () => {
+      const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+      const old = fps('old');
+      const name = `${sha('app/db').slice(0, 32)}-${sha('v-old').slice(0, 16)}.json`;
+      for (const f of old) {
+        await mkdir(join(dir, 'fingerprints', f.value), { recursive: true });
+        await writeFile(join(dir, 'fingerprints', f.value, name), JSON.stringify({ secretId: 'app/db', versionId: 'v-old', form: f.form }));
+      }
+      await mkdir(join(dir, 'fingerprints', 'by-secret'), { recursive: true });
+      await writeFile(join(dir, 'fingerprints', 'by-secret', `${sha('app/db')}.json`), JSON.stringify({ 'v-old': old.map((f) => f.value) }));
+      expect(await index.lookup(old[0]!.value)).toEqual([{ secretId: 'app/db', versionId: 'v-old', form: 'password' }]);
+
+      await index.record('app/db', 'v-new', fps('v-new'), { keepVersionIds: ['v-new'] });
+      for (const f of old) {
+        expect(await index.lookup(f.value)).toEqual([]);
+        await expect(stat(join(dir, 'fingerprints', f.value))).rejects.toMatchObject({ code: 'ENOENT' });
+      }
+      expect(await index.lookup(fps('v-new')[0]!.value)).toEqual([{ secretId: 'app/db', versionId: 'v-new', form: 'password' }]);
+    });
 
     it('keeps secrets apart and leaves no temporary file behind', async () => {
       await index.record('app/a', 'v1', fps('shared'));

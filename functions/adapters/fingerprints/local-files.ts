@@ -1,14 +1,18 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FingerprintHit, FingerprintIndex } from '#core/ports/fingerprint-index.ts';
 import type { FingerprintForm } from '#core/fingerprint.ts';
 
 /**
- * The local index: one small file per (fingerprint, secret, version) under
- * `<dir>/fingerprints/<fp>/`, so a lookup reads one directory and writers never contend, plus a
- * manifest per secret to forget old versions. It holds HMACs only; it is rebuilt from the store
- * if lost, so nothing here is fsynced.
+ * The local index: one small file per (fingerprint, secret, version), named
+ * `<dir>/fingerprints/<fp[0..2]>/<fp>.<secret>-<version>.json` — 256 buckets, so a lookup reads
+ * one small directory and writers never contend — plus a manifest per secret to forget old
+ * versions. It holds HMACs only; it is rebuilt from the store if lost, so nothing here is fsynced.
+ *
+ * Stores written before the buckets kept a directory per fingerprint (`<dir>/fingerprints/<fp>/`),
+ * which was never removed: three new directories per rotation, forever, each an inode and a block.
+ * Those hits are still found and forgotten, and their directory goes with the last of them.
  *
  * Its file operations are synchronous, on purpose. Each is a metadata operation on a file of a few
  * dozen bytes that never waits for the disk (no fsync): 10–40 µs of kernel time. Through libuv's
@@ -50,18 +54,16 @@ export class LocalFileFingerprintIndex implements FingerprintIndex {
 
   async lookup(fingerprint: string): Promise<FingerprintHit[]> {
     if (!/^[0-9a-f]{64}$/.test(fingerprint)) return [];
-    const dir = join(this.root, fingerprint);
-    let names: string[];
-    try {
-      names = readdirSync(dir);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw error;
-    }
+    const bucket = join(this.root, bucketOf(fingerprint));
+    const legacy = join(this.root, fingerprint);
+    const paths = [
+      ...listing(bucket).filter((n) => n.startsWith(`${fingerprint}.`) && n.endsWith('.json')).map((n) => join(bucket, n)),
+      ...listing(legacy).filter((n) => n.endsWith('.json')).map((n) => join(legacy, n)),
+    ];
     const hits: FingerprintHit[] = [];
-    for (const name of names.filter((n) => n.endsWith('.json'))) {
+    for (const path of paths) {
       try {
-        hits.push(JSON.parse(readFileSync(join(dir, name), 'utf8')) as FingerprintHit);
+        hits.push(JSON.parse(readFileSync(path, 'utf8')) as FingerprintHit);
       } catch {
         // a file removed between readdir and read (the version was just forgotten), or one being
         // created this very moment (read as empty): as if looked up a moment earlier
@@ -75,12 +77,19 @@ export class LocalFileFingerprintIndex implements FingerprintIndex {
    * skips it as if it were a moment later. An existing one (a replayed record) is replaced atomically.
    */
   private writeHit(fp: { form: FingerprintForm; value: string }, secretId: string, versionId: string): void {
-    const dir = join(this.root, fp.value);
-    const path = join(dir, hitName(secretId, versionId));
+    const bucket = join(this.root, bucketOf(fp.value));
+    const path = join(bucket, `${fp.value}.${hitName(secretId, versionId)}`);
     const text = JSON.stringify({ secretId, versionId, form: fp.form });
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const create = () => writeFileSync(path, text, { mode: 0o600, flag: 'wx' });
     try {
-      writeFileSync(path, text, { mode: 0o600, flag: 'wx' });
+      try {
+        create();
+      } catch (error) {
+        // The bucket's first hit: make it (once for the store's life), then write.
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        mkdirSync(bucket, { recursive: true, mode: 0o700 });
+        create();
+      }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       atomicWrite(path, text);
@@ -88,10 +97,15 @@ export class LocalFileFingerprintIndex implements FingerprintIndex {
   }
 
   private removeHit(fp: string, secretId: string, versionId: string): void {
+    const name = hitName(secretId, versionId);
+    if (unlinkIfThere(join(this.root, bucketOf(fp), `${fp}.${name}`))) return;
+    // A hit from before the buckets: its directory goes with its last hit.
+    const legacy = join(this.root, fp);
+    if (!unlinkIfThere(join(legacy, name))) return;
     try {
-      unlinkSync(join(this.root, fp, hitName(secretId, versionId)));
+      rmdirSync(legacy);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      if ((error as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
   }
 
@@ -123,6 +137,29 @@ export class LocalFileFingerprintIndex implements FingerprintIndex {
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+/** Two hex digits: 256 buckets, each about 1/256 of the hits. */
+const bucketOf = (fp: string) => fp.slice(0, 2);
+
+/** A directory's names; none when it does not exist. */
+function listing(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+}
+
+/** True when it removed the file, false when there was none. */
+function unlinkIfThere(path: string): boolean {
+  try {
+    unlinkSync(path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
 const hitName = (secretId: string, versionId: string) => `${sha256(secretId).slice(0, 32)}-${sha256(versionId).slice(0, 16)}.json`;
 
 /** Writes `text` under a temporary name and renames it over `path`. */
