@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { CoreDeps } from './deps.ts';
 import { mapLimit } from './concurrency.ts';
 import { DETAIL_TYPE, emit } from './events.ts';
-import { ValidationError, publicError } from './errors.ts';
+import { RotationInProgressError, ValidationError, publicError } from './errors.ts';
 import { inspectSecret } from './inspect.ts';
 import type { RotationTrigger } from './ports/rotation-trigger.ts';
 import { STAGE } from './ports/secret-store.ts';
@@ -36,8 +36,8 @@ export interface SweepReport {
 const SWEEP_ACTOR = 'schedule';
 
 /**
- * The schedule tick: for every managed secret (tag rekey:managed=true), report a stuck pending,
- * or start a rotation when AWSCURRENT is older than rekey:max-age, or push AWSCURRENT again to
+ * The schedule tick: for every managed secret (tag rekey:managed=true), finish an interrupted
+ * rotation (locally) or report a stuck pending, or start a rotation when AWSCURRENT is older than rekey:max-age, or push AWSCURRENT again to
  * consumers that did not get it (then revoke, if that was all that held the revoke back), or revoke
  * AWSPREVIOUS once its grace is over, or delete a credential a revoke only disabled once its second
  * grace is over. Bounded concurrency; one failing secret never stops the others.
@@ -51,10 +51,28 @@ export async function sweep(deps: CoreDeps, trigger: RotationTrigger, options: S
     const { secretId } = description;
     try {
       const status = await inspectSecret(deps, secretId, description);
-      if (status.pendingAgeMs !== undefined && status.pendingAgeMs >= options.stuckAfterMs) {
+      if (status.pendingAgeMs !== undefined) {
         const pending = description.versions.find((v) => v.stages.includes(STAGE.pending))!;
-        await emit(deps, DETAIL_TYPE.rotationStuck, { secretId, versionId: pending.versionId, ...context, durationMs: status.pendingAgeMs, reason: 'AWSPENDING older than the stuck threshold' });
-        return { secretId, action: 'stuck', versionId: pending.versionId };
+        const stuck = status.pendingAgeMs >= options.stuckAfterMs;
+        // Locally the sweep finishes an interrupted rotation (a killed process, a database that was
+        // down) at once: the engine resumes the pending version — for the single strategy killed
+        // inside finishSecret, the only way its AWSCURRENT works again without a human. On AWS,
+        // Secrets Manager reattempts its own rotations and refuses RotateSecret meanwhile.
+        if (trigger.mode === 'in-process') {
+          try {
+            const resumed = await trigger.rotate(secretId, { ...context, reason: 'finish an interrupted rotation' });
+            return { secretId, action: 'rotated', ...(resumed.versionId ? { versionId: resumed.versionId } : {}) };
+          } catch (error) {
+            // Another process is rotating it right now: its own run finishes it.
+            if (error instanceof RotationInProgressError && !stuck) return { secretId, action: 'nothing' };
+            if (!stuck) throw error;
+            deps.logger.warn('could not finish an interrupted rotation', { secretId, error: publicError(error) });
+          }
+        }
+        if (stuck) {
+          await emit(deps, DETAIL_TYPE.rotationStuck, { secretId, versionId: pending.versionId, ...context, durationMs: status.pendingAgeMs, reason: 'AWSPENDING older than the stuck threshold' });
+          return { secretId, action: 'stuck', versionId: pending.versionId };
+        }
       }
       if (status.problem) throw new ValidationError(status.problem, 'SECRET_INVALID');
       if (status.due && status.pendingAgeMs === undefined) {

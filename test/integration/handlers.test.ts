@@ -8,7 +8,7 @@ import type { SweepReport } from '#core/sweep.ts';
 import { createHandler as createSweepHandler } from '../../functions/scheduled-rotation.ts';
 import { createHandler as createOpsHandler } from '../../functions/ops.ts';
 import { assertCanLogIn, assertCannotLogIn, uniqueName, type TestEngine } from '#test/helpers/databases.ts';
-import { dropUser } from '#test/helpers/users.ts';
+import { dropUser, setPasswordDirectly } from '#test/helpers/users.ts';
 import { lambdaContext } from '#test/helpers/lambda.ts';
 import { managedUser, storedLogin, testRekey, type TestRekey } from '#test/helpers/rekey.ts';
 
@@ -49,12 +49,16 @@ describe('scheduled-rotation handler', () => {
   });
 
   describe('sweep', () => {
-    it('rotates the due, revokes past grace, reports the stuck, skips the rest and survives a failing secret', async () => {
+    it('rotates the due, finishes the interrupted, revokes past grace, reports the stuck, skips the rest and survives a failing secret', async () => {
       const due = await managedUser(rekey, 'postgres', { username: user('postgres'), strategy: 'alternating', tags: { 'rekey:max-age': '1d' } });
       const fresh = await managedUser(rekey, 'mysql', { username: user('mysql'), strategy: 'single', tags: { 'rekey:max-age': '30d' } });
       const graceOver = await managedUser(rekey, 'mysql', { username: user('mysql'), strategy: 'alternating', tags: { 'rekey:max-age': '30d', 'rekey:grace': '1h' } });
       await rekey.rotation.rotate(graceOver.secretId, { trigger: 'manual' });
-      const stuck = await managedUser(rekey, 'postgres', { username: user('postgres'), strategy: 'single', tags: { 'rekey:max-age': '1d' } });
+      const interrupted = await managedUser(rekey, 'postgres', { username: user('postgres'), strategy: 'single', tags: { 'rekey:max-age': '1d' } });
+      const interruptedToken = randomUUID();
+      await rekey.rotation.runStep('createSecret', interrupted.secretId, interruptedToken, { trigger: 'schedule' });
+      // Interrupted too, but its database is gone: past the threshold, it is reported stuck.
+      const stuck = await managedUser(rekey, 'postgres', { username: user('postgres'), strategy: 'single', port: 1, tags: { 'rekey:max-age': '1d' } });
       const stuckToken = randomUUID();
       await rekey.rotation.runStep('createSecret', stuck.secretId, stuckToken, { trigger: 'schedule' });
       const broken = await managedUser(rekey, 'postgres', { username: user('postgres'), strategy: 'single', port: 1, tags: { 'rekey:max-age': '1d' } });
@@ -73,16 +77,50 @@ describe('scheduled-rotation handler', () => {
       expect(byId[fresh.secretId]?.action).toBe('nothing');
       expect(byId[graceOver.secretId]?.action).toBe('revoked');
       await assertCannotLogIn('mysql', graceOver.username, graceOver.password);
+      expect(byId[interrupted.secretId]).toEqual({ secretId: interrupted.secretId, action: 'rotated', versionId: interruptedToken });
+      const finished = await storedLogin(rekey, interrupted.secretId, { stage: STAGE.current });
+      expect(finished.versionId).toBe(interruptedToken);
+      await assertCanLogIn('postgres', finished.username, finished.password);
       expect(byId[stuck.secretId]).toMatchObject({ action: 'stuck', versionId: stuckToken });
       expect(byId[broken.secretId]).toMatchObject({ action: 'failed', error: { code: 'TARGET_UNREACHABLE' } });
       expect(byId[unmanaged.secretId]).toBeUndefined();
       // The two admin secrets are not managed either.
-      expect(report.counts).toEqual({ rotated: 1, revoked: 1, purged: 0, pushed: 0, stuck: 1, nothing: 1, failed: 1 });
+      expect(report.counts).toEqual({ rotated: 2, revoked: 1, purged: 0, pushed: 0, stuck: 1, nothing: 1, failed: 1 });
       const types = rekey.events.map((e) => `${e.detailType}:${e.detail.secretId}`);
       expect(types).toContain(`${DETAIL_TYPE.rotationStuck}:${stuck.secretId}`);
       expect(types).toContain(`${DETAIL_TYPE.rotationSucceeded}:${due.secretId}`);
       expect(types).toContain(`${DETAIL_TYPE.credentialRevoked}:${graceOver.secretId}`);
       expect(types).toContain(`${DETAIL_TYPE.rotationFailed}:${broken.secretId}`);
+    });
+
+    it('finishes a single-strategy rotation killed between its change and its promotion, so AWSCURRENT logs in again without a human', async () => {
+      for (const engine of ['postgres', 'mysql'] as const) {
+        const app = await managedUser(rekey, engine, { username: user(engine), strategy: 'single', withAdmin: engine === 'mysql' });
+        const token = randomUUID();
+        for (const step of ['createSecret', 'setSecret', 'testSecret'] as const) await rekey.rotation.runStep(step, app.secretId, token, { trigger: 'schedule' });
+        const pending = await storedLogin(rekey, app.secretId, { versionId: token });
+        await setPasswordDirectly(engine, app.username, pending.password); // finishSecret's change, then the kill
+        await assertCannotLogIn(engine, app.username, app.password);
+        clock = 60_000; // a minute later, the next tick: well within the stuck threshold
+
+        const report = reportOf(await createSweepHandler({ services: async () => rekey })({}, lambdaContext()));
+        expect(report.items.find((i) => i.secretId === app.secretId)).toEqual({ secretId: app.secretId, action: 'rotated', versionId: token });
+        const current = await storedLogin(rekey, app.secretId, { stage: STAGE.current });
+        expect(current.versionId).toBe(token);
+        await assertCanLogIn(engine, current.username, current.password);
+      }
+    });
+
+    it('leaves an interrupted rotation to the process running it (its lock held), until it is stuck', async () => {
+      const app = await managedUser(rekey, 'postgres', { username: user('postgres'), strategy: 'alternating' });
+      const token = randomUUID();
+      await rekey.rotation.runStep('createSecret', app.secretId, token, { trigger: 'schedule' });
+      // The lock held as another process's rotation would hold it.
+      const held = await rekey.deps.lock.tryWithLock(app.secretId, async () => reportOf(await createSweepHandler({ services: async () => rekey })({}, lambdaContext())));
+      if (!held.acquired) throw new Error('the test could not take the lock');
+      const report = held.value;
+      expect(report.items.find((i) => i.secretId === app.secretId)).toEqual({ secretId: app.secretId, action: 'nothing' });
+      expect((await rekey.deps.store.describeSecret(app.secretId)).versions.find((v) => v.versionId === token)?.stages).toEqual([STAGE.pending]);
     });
 
     it('leaves a previous credential alone while its grace lasts', async () => {
