@@ -139,6 +139,7 @@ export class LocalFileFingerprintIndex implements FingerprintIndex {
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 /** Two hex digits: 256 buckets, each about 1/256 of the hits. */
 const bucketOf = (fp: string) => fp.slice(0, 2);
+const hitName = (secretId: string, versionId: string) => `${sha256(secretId).slice(0, 32)}-${sha256(versionId).slice(0, 16)}.json`;
 
 /** A directory's names; none when it does not exist. */
 function listing(dir: string): string[] {
@@ -160,7 +161,6 @@ function unlinkIfThere(path: string): boolean {
     throw error;
   }
 }
-const hitName = (secretId: string, versionId: string) => `${sha256(secretId).slice(0, 32)}-${sha256(versionId).slice(0, 16)}.json`;
 
 /** Writes `text` under a temporary name and renames it over `path`. */
 function atomicWrite(path: string, text: string): void {

@@ -3,10 +3,10 @@ import mysql from 'mysql2/promise';
 import { RekeyError, TargetError, ValidationError, logsIn } from '#core/errors.ts';
 import type { VerifyReport } from '#core/ports/credential-kind.ts';
 import type { Login, SetPasswordOptions, Target } from '#core/ports/target.ts';
-import { confirmOrRestore } from './confirm.ts';
 import { redactCause } from '#core/redact.ts';
 import type { Sealed } from '#core/sealed.ts';
 import { alternateUsername } from '#core/secret.ts';
+import { confirmOrRestore } from './confirm.ts';
 
 /** MariaDB's user names: mysql.user.User is CHAR(80). */
 export const MARIADB_MAX_USERNAME_CHARS = 80;
