@@ -320,8 +320,8 @@ export class RotationEngine {
     ];
     const promoted = promote && mine ? { strategy: loaded.strategy, rotationMs: Math.max(0, this.deps.now().getTime() - mine.createdAt.getTime()) } : undefined;
     if (moves.length === 0) return undefined;
-    let tags = extraTags;
-    const write = async (): Promise<boolean> => {
+    /** The moves, with the outcome tags in the same write where the store can; true when they were. */
+    const write = async (tags: Record<string, string>): Promise<boolean> => {
       if (this.deps.store.updateVersionStages) {
         await this.deps.store.updateVersionStages(secretId, moves, promoted ? { tags: { ...this.outcomeTags('succeeded'), ...tags } } : {});
         return true;
@@ -332,18 +332,15 @@ export class RotationEngine {
       }
       return false;
     };
-    let outcomeRecorded: boolean;
     const pending = promote ? (await this.deps.store.getSecretValue(secretId, { versionId, stage: STAGE.pending })).value : undefined;
     const kind = pending && kindOf(this.deps, pending, secretId);
     if (pending && kind && renewsInPlace(loaded, kind, pending)) {
-      outcomeRecorded = await this.renewInPlace(loaded, kind, pending, versionId, async (report) => {
-        tags = { ...extraTags, ...report };
-        return write();
-      });
-    } else {
-      outcomeRecorded = await write();
+      const tags = { ...extraTags };
+      const outcomeRecorded = await this.renewInPlace(loaded, kind, pending, versionId, (verified) => write(Object.assign(tags, verified)));
+      return promoted && { ...promoted, outcomeRecorded, tags };
     }
-    return promoted ? { ...promoted, outcomeRecorded, tags } : undefined;
+    const outcomeRecorded = await write(extraTags);
+    return promoted && { ...promoted, outcomeRecorded, tags: extraTags };
   }
 
   /**

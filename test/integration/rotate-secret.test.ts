@@ -118,7 +118,10 @@ describe('rotate-secret handler', () => {
         [app.secretId, token],
         [app.secretId, token],
       ]);
-      expect((await rekey.deps.store.describeSecret(app.secretId)).tags['rekey:last-outcome']).toBe('succeeded');
+      const tags = (await rekey.deps.store.describeSecret(app.secretId)).tags;
+      expect(tags['rekey:last-outcome']).toBe('succeeded');
+      // MySQL/MariaDB: the login that proved the new password left its session watermark, bound to the version.
+      if (engine === 'mysql') expect(tags['rekey:session-watermark']).toMatch(new RegExp(`^${token} \\d+@[0-9a-f]{16}$`));
     });
 
     it('calls only Secrets Manager operations its IAM role grants (serverless.yml)', async () => {

@@ -474,7 +474,7 @@ describe('RotationEngine single on mysql: the revoke spares sessions opened with
 
   const rotations = {
     'rotate (one run: the watermark rides on the promotion write)': async (rekey: TestRekey, secretId: string) => (await rekey.rotation.rotate(secretId, { trigger: 'manual' })).versionId,
-    'one step per call, as Secrets Manager drives it (testSecret tags it)': async (rekey: TestRekey, secretId: string) => {
+    'one step per call, as Secrets Manager drives it (finishSecret tags it, where the new password is proven)': async (rekey: TestRekey, secretId: string) => {
       const token = randomUUID();
       for (const step of ROTATION_STEPS) await rekey.rotation.runStep(step, secretId, token, { trigger: 'schedule' });
       return token;
