@@ -37,6 +37,12 @@ export interface ChatMessage {
 export type SuccessPolicy = 'summary' | 'each';
 
 /** The chat message for an event, or undefined when this event is not worth a message. */
+/**
+ * Failures after which the stored AWSCURRENT may be refused (a single-strategy change that could
+ * not be undone, or whose promotion cannot be confirmed): the message must not say it still works.
+ */
+const CURRENT_MAY_BE_STALE = new Set(['RESTORE_FAILED', 'PROMOTION_UNCONFIRMED']);
+
 export function messageFor(event: RekeyEvent, policy: SuccessPolicy = 'summary'): ChatMessage | undefined {
   const d = event.detail;
   const inBatch = d.trigger === 'schedule' || typeof d.batchId === 'string';
@@ -54,7 +60,10 @@ export function messageFor(event: RekeyEvent, policy: SuccessPolicy = 'summary')
         event,
         'critical',
         `Rotation failed: ${d.secretId}`,
-        `Step ${d.step ?? '?'} failed: ${d.error?.message ?? 'unknown error'}. AWSCURRENT still works; \`rekey rotate ${d.secretId}\` resumes the rotation.`,
+        `Step ${d.step ?? '?'} failed: ${d.error?.message ?? 'unknown error'}. ` +
+          (CURRENT_MAY_BE_STALE.has(d.error?.code ?? '')
+            ? `AWSCURRENT may not log in until the rotation is finished: \`rekey rotate ${d.secretId}\` finishes it now (it tries the AWSPENDING value).`
+            : `AWSCURRENT still works; \`rekey rotate ${d.secretId}\` resumes the rotation.`),
         [...common(event), field('Error', d.error?.code), field('Step', d.step)],
       );
     case DETAIL_TYPE.rotationStuck:

@@ -209,7 +209,10 @@ describe.each(engines)('RotationEngine on %s', (engine) => {
           // The write fails, and so does the look that would tell whether it landed.
           failOnce(rekey.deps.store, 'updateVersionStages', { then: () => (blind = failOnce(rekey.deps.store, 'describeSecret')) });
           const failed = await rekey.rotation.rotate(app.secretId, { trigger: 'manual' }).then(() => undefined, (e: unknown) => e);
-          expect(failed).toMatchObject({ message: 'crash during the promotion' });
+          expect(failed).toMatchObject({ code: 'PROMOTION_UNCONFIRMED', retryable: true });
+          expect((failed as Error).cause).toMatchObject({ message: 'crash during the promotion' });
+          rekey.guard.error('rotation error', failed);
+          expect(rekey.events.at(-1)).toMatchObject({ detailType: DETAIL_TYPE.rotationFailed, detail: { step: 'finishSecret', error: { code: 'PROMOTION_UNCONFIRMED' } } });
           expect(blind?.calls).toBe(1);
           const pending = await storedLogin(rekey, app.secretId, { stage: STAGE.pending });
           await assertCanLogIn(engine, pending.username, pending.password);

@@ -44,8 +44,16 @@ describe('notifications', () => {
       const message = messageFor(sampleEvents()[DETAIL_TYPE.rotationFailed])!;
       expect(message.severity).toBe('critical');
       expect(message.text).toContain('Step setSecret failed: cannot reach postgres');
+      expect(message.text).toContain('AWSCURRENT still works');
       expect(message.text).toContain('`rekey rotate prod/billing-db`');
       expect(message.fields).toContainEqual({ label: 'Error', value: 'TARGET_UNREACHABLE' });
+    });
+
+    it.each(['RESTORE_FAILED', 'PROMOTION_UNCONFIRMED'])('after %s, does not claim AWSCURRENT still works, and says how to finish', (code) => {
+      const message = messageFor(sampleEvents({ step: 'finishSecret', error: { code, message: 'the new password of app was not confirmed' } })[DETAIL_TYPE.rotationFailed])!;
+      expect(message.text).not.toContain('still works');
+      expect(message.text).toContain('AWSCURRENT may not log in until the rotation is finished');
+      expect(message.text).toContain('`rekey rotate prod/billing-db`');
     });
 
     it('gives a leak its risk and links the ticket', () => {
