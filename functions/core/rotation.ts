@@ -373,16 +373,11 @@ export class RotationEngine {
           // since undoing it under a promoted AWSCURRENT would break the credential for good.
           const landed = await this.isCurrent(loaded.secretId, versionId).catch(() => undefined);
           if (landed === false) throw error;
-          kept = {
-            error:
-              landed === true
-                ? error
-                : new RekeyError(
-                    'PROMOTION_UNCONFIRMED',
-                    `the new credential of ${loaded.secretId} is set and proven, but its promotion could not be confirmed: it stays AWSPENDING, and AWSCURRENT may not log in until the rotation is finished`,
-                    { retryable: true, cause: error },
-                  ),
-          };
+          if (landed) kept = { error };
+          else {
+            const message = `the new credential of ${loaded.secretId} is set and proven, but its promotion could not be confirmed: it stays AWSPENDING, and AWSCURRENT may not log in until the rotation is finished`;
+            kept = { error: new RekeyError('PROMOTION_UNCONFIRMED', message, { retryable: true, cause: error }) };
+          }
         }
       },
     });

@@ -70,8 +70,8 @@ export class PostgresTarget implements Target {
       const admin = via.admin;
       // The verifier, never the plaintext: utility statements take no bind parameters, so the
       // value is in the statement text, which the server may log.
-      const set = async (verifier: string) => {
-        await this.#adminQuery(admin, `ALTER ROLE ${ident(username)} WITH LOGIN PASSWORD ${literal(verifier)}`, [], action, [...secrets, verifier]);
+      const set = async (hash: string) => {
+        await this.#adminQuery(admin, `ALTER ROLE ${ident(username)} WITH LOGIN PASSWORD ${literal(hash)}`, [], action, [...secrets, hash]);
       };
       await set(verifier);
       const unconfirmed = await confirmOrRestore(options, username, async (previous) => set(await scramSha256Verifier(previous.reveal())));
@@ -88,9 +88,9 @@ export class PostgresTarget implements Target {
     const done = await this.#asSelf(self, secrets, async (client, login) => {
       // A clone logs in running as its original (SET ROLE): drop back to the session user so the
       // statement changes the clone's own password, which is all an ordinary role may change.
-      const set = async (verifier: string) => {
+      const set = async (hash: string) => {
         await client.query('SET ROLE NONE');
-        await client.query(`ALTER ROLE SESSION_USER WITH PASSWORD ${literal(verifier)}`);
+        await client.query(`ALTER ROLE SESSION_USER WITH PASSWORD ${literal(hash)}`);
       };
       // Logging in with the pending value means an earlier run already set it.
       if (login.password.reveal() !== password.reveal()) await set(verifier);
