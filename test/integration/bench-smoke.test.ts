@@ -69,6 +69,13 @@ describe.concurrent('npm run bench (smoke, smallest settings)', () => {
       expect(line).toMatchObject({ bench: 'rotation', n: 4, concurrency: 2 });
       for (const key of ['perSecond', 'limitPerSecond', 'ratio', 'p50Ms', 'p99Ms']) expect(isNumber(line[key]), `${String(line.engine)} ${key} = ${JSON.stringify(line[key])}`).toBe(true);
       expect(line.p50Ms as number).toBeLessThanOrEqual(line.p99Ms as number);
+      for (const key of ['targetPerSecond', 'targetRatio', 'hmslMs']) expect(isNumber(line[key]), `${String(line.engine)} ${key}`).toBe(true);
+      // Linux: the whole machine's CPU per rotation on each side (the database servers included), and the bound it gives.
+      if (process.platform === 'linux') {
+        const machine = line.machineCpuMsPerRotation as Record<string, unknown>;
+        for (const side of ['rekey', 'target', 'limit']) expect(isNumber(machine[side]), `${String(line.engine)} machine ${side}`).toBe(true);
+        expect(isNumber(line.ratioBound)).toBe(true);
+      }
     }
   });
 
