@@ -24,6 +24,8 @@ export interface AuditEntry {
   ticketId?: string;
   /** Batch Completed: the counts per outcome. */
   counts?: Record<string, number>;
+  /** Rotation Failed after a leak's early kill: the AWSCURRENT version that was revoked. */
+  currentRevoked?: string;
 }
 
 /** An entry as stored: numbered and chained to the one before by hash. */
@@ -83,6 +85,7 @@ export function auditEntryOf(event: RekeyEvent): AuditEntry {
     risk: d.risk ? { score: d.risk.score, priority: d.risk.priority } : undefined,
     ticketId: str(d.ticketId),
     counts,
+    currentRevoked: str(d.currentRevoked),
   };
   for (const [key, value] of Object.entries(optional)) if (value !== undefined) (entry as unknown as Record<string, unknown>)[key] = value;
   return entry;

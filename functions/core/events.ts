@@ -42,6 +42,11 @@ export interface EventDetail {
   risk?: { score: number; priority: string };
   durationMs?: number;
   error?: { code: string; message: string };
+  /**
+   * Rotation Failed during a leak's promotion, after the early kill: the AWSCURRENT version that
+   * was revoked on purpose (it leaked); AWSPENDING holds the proven replacement.
+   */
+  currentRevoked?: string;
   [key: string]: unknown;
 }
 

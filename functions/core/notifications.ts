@@ -36,13 +36,27 @@ export interface ChatMessage {
  */
 export type SuccessPolicy = 'summary' | 'each';
 
-/** The chat message for an event, or undefined when this event is not worth a message. */
 /**
  * Failures after which the stored AWSCURRENT may be refused (a single-strategy change that could
  * not be undone, or whose promotion cannot be confirmed): the message must not say it still works.
  */
 const CURRENT_MAY_BE_STALE = new Set(['RESTORE_FAILED', 'PROMOTION_UNCONFIRMED']);
 
+/** What a Rotation Failed message says of AWSCURRENT: only what is known to be true. */
+function currentAfterFailure(d: RekeyEvent['detail']): string {
+  if (typeof d.currentRevoked === 'string') {
+    return (
+      `AWSCURRENT (version ${d.currentRevoked}, the leaked value) was revoked on purpose once its replacement was proven, so it no longer logs in; ` +
+      `AWSPENDING version ${d.versionId ?? '?'} works: \`rekey rotate ${d.secretId}\` promotes it now.`
+    );
+  }
+  if (CURRENT_MAY_BE_STALE.has(d.error?.code ?? '')) {
+    return `AWSCURRENT may not log in until the rotation is finished: \`rekey rotate ${d.secretId}\` finishes it now (it tries the AWSPENDING value).`;
+  }
+  return `AWSCURRENT still works; \`rekey rotate ${d.secretId}\` resumes the rotation.`;
+}
+
+/** The chat message for an event, or undefined when this event is not worth a message. */
 export function messageFor(event: RekeyEvent, policy: SuccessPolicy = 'summary'): ChatMessage | undefined {
   const d = event.detail;
   const inBatch = d.trigger === 'schedule' || typeof d.batchId === 'string';
@@ -60,11 +74,8 @@ export function messageFor(event: RekeyEvent, policy: SuccessPolicy = 'summary')
         event,
         'critical',
         `Rotation failed: ${d.secretId}`,
-        `Step ${d.step ?? '?'} failed: ${d.error?.message ?? 'unknown error'}. ` +
-          (CURRENT_MAY_BE_STALE.has(d.error?.code ?? '')
-            ? `AWSCURRENT may not log in until the rotation is finished: \`rekey rotate ${d.secretId}\` finishes it now (it tries the AWSPENDING value).`
-            : `AWSCURRENT still works; \`rekey rotate ${d.secretId}\` resumes the rotation.`),
-        [...common(event), field('Error', d.error?.code), field('Step', d.step)],
+        `Step ${d.step ?? '?'} failed: ${d.error?.message ?? 'unknown error'}. ` + currentAfterFailure(d),
+        [...common(event), field('Error', d.error?.code), field('Step', d.step), field('Revoked AWSCURRENT', d.currentRevoked)],
       );
     case DETAIL_TYPE.rotationStuck:
       return message(

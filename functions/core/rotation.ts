@@ -105,7 +105,7 @@ export class RotationEngine {
       if (step === 'finishSecret' && options.killReplaced && options.killReplaced.versionId === previousVersionId && previousVersionId !== versionId) {
         // The new credential works (testSecret): the leaked one dies now, while the promotion is written.
         const kill = this.killReplaced(secretId, versionId, previousVersionId);
-        const finished = await this.runStep(step, secretId, versionId, context, handoff).then(
+        const finished = await this.runStep(step, secretId, versionId, context, handoff, kill).then(
           (result) => ({ result }),
           (error: unknown) => ({ error }),
         );
@@ -172,8 +172,18 @@ export class RotationEngine {
    *
    * `handoff` carries tags from testSecret to finishSecret when one run does both (`rotate`), so
    * they ride on the promotion's write; a step run alone (the AWS handler) writes them itself.
+   * `killing` is a leak's early kill of the AWSCURRENT being replaced, running beside the
+   * promotion: if the promotion fails, Rotation Failed says AWSCURRENT was revoked
+   * (`currentRevoked`), so nobody is told it still works.
    */
-  async runStep(step: RotationStep, secretId: string, versionId: string, request: RotationRequest, handoff?: Record<string, string>): Promise<StepResult> {
+  async runStep(
+    step: RotationStep,
+    secretId: string,
+    versionId: string,
+    request: RotationRequest,
+    handoff?: Record<string, string>,
+    killing?: Promise<RotationResult['killed']>,
+  ): Promise<StepResult> {
     const started = performance.now();
     const base = { secretId, versionId, ...actionFields(request) };
     let finished = false;
@@ -200,7 +210,14 @@ export class RotationEngine {
       const safe = publicError(error);
       this.deps.logger.warn('rotation step failed', { secretId, versionId, step, error: safe });
       await this.recordOutcome(secretId, 'failed', safe.code);
-      await emit(this.deps, DETAIL_TYPE.rotationFailed, { ...base, step, durationMs: Math.round(performance.now() - started), error: safe });
+      const killed = killing ? await killing : undefined;
+      await emit(this.deps, DETAIL_TYPE.rotationFailed, {
+        ...base,
+        step,
+        durationMs: Math.round(performance.now() - started),
+        error: safe,
+        ...(killed ? { currentRevoked: killed.versionId } : {}),
+      });
       throw error;
     }
     if (!finished) return {};

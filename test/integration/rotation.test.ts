@@ -4,6 +4,8 @@ import { STAGE } from '#core/ports/secret-store.ts';
 import { ROTATION_STEPS } from '#core/rotation.ts';
 import { revokeCredential } from '#core/revocation.ts';
 import { DETAIL_TYPE } from '#core/events.ts';
+import { messageFor } from '#core/notifications.ts';
+import { auditEntryOf } from '#core/audit.ts';
 import { TargetError } from '#core/errors.ts';
 import { adminQuery, assertCanLogIn, assertCannotLogIn, openSession, tryLogin, uniqueName, type TestEngine } from '#test/helpers/databases.ts';
 import { dropUser, setPasswordDirectly } from '#test/helpers/users.ts';
@@ -329,6 +331,11 @@ describe.each(engines)('RotationEngine on %s: killing the replaced credential ea
     const failed = await rekey.rotation.rotate(app.secretId, { trigger: 'leak' }, { killReplaced: { versionId: leaked } }).then(() => undefined, (e: unknown) => e);
     expect(failed).toMatchObject({ message: 'crash during the promotion' });
     expect(crash.calls).toBe(1);
+    // The failure says AWSCURRENT was revoked on purpose (chat must not claim it still works).
+    const failure = rekey.events.at(-1)!;
+    expect(failure).toMatchObject({ detailType: DETAIL_TYPE.rotationFailed, detail: { step: 'finishSecret', currentRevoked: leaked } });
+    expect(messageFor(failure)!.text).not.toContain('still works');
+    expect(auditEntryOf(failure)).toMatchObject({ action: DETAIL_TYPE.rotationFailed, currentRevoked: leaked });
     // The single strategy's window, no longer: AWSCURRENT (the leaked user) is dead, AWSPENDING works.
     expect(await currentVersion(app.secretId)).toBe(leaked);
     await assertCannotLogIn(engine, app.username, app.password);

@@ -56,6 +56,16 @@ describe('notifications', () => {
       expect(message.text).toContain('`rekey rotate prod/billing-db`');
     });
 
+    it('after a leak\'s early kill, says AWSCURRENT was revoked and AWSPENDING is the one to promote', () => {
+      const message = messageFor(
+        sampleEvents({ step: 'finishSecret', trigger: 'leak', currentRevoked: 'v-leaked', error: { code: 'STORE_WRITE_FAILED', message: 'the promotion could not be written' } })[DETAIL_TYPE.rotationFailed],
+      )!;
+      expect(message.text).not.toContain('still works');
+      expect(message.text).toContain('version v-leaked, the leaked value) was revoked on purpose');
+      expect(message.text).toContain('`rekey rotate prod/billing-db` promotes it now');
+      expect(message.fields).toContainEqual({ label: 'Revoked AWSCURRENT', value: 'v-leaked' });
+    });
+
     it('gives a leak its risk and links the ticket', () => {
       const events = sampleEvents();
       const detected = messageFor(events[DETAIL_TYPE.leakDetected])!;
