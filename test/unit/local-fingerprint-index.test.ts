@@ -91,6 +91,20 @@ describe('LocalFileFingerprintIndex', () => {
       expect(await index.lookup(fps('v-new')[0]!.value)).toEqual([{ secretId: 'app/db', versionId: 'v-new', form: 'password' }]);
     });
 
+    it('removes the empty directories the layout before the buckets left behind, and keeps one that still holds a hit', async () => {
+      const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+      const empty = [fp('gone-1'), fp('gone-2')];
+      for (const e of empty) await mkdir(join(dir, 'fingerprints', e), { recursive: true });
+      const live = fps('old')[0]!;
+      const name = `${sha('app/other').slice(0, 32)}-${sha('v-old').slice(0, 16)}.json`;
+      await mkdir(join(dir, 'fingerprints', live.value), { recursive: true });
+      await writeFile(join(dir, 'fingerprints', live.value, name), JSON.stringify({ secretId: 'app/other', versionId: 'v-old', form: live.form }));
+
+      await index.record('app/db', 'v1', fps('v1'));
+      for (const e of empty) await expect(stat(join(dir, 'fingerprints', e))).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(await index.lookup(live.value)).toEqual([{ secretId: 'app/other', versionId: 'v-old', form: 'password' }]);
+    });
+
     it('keeps secrets apart and leaves no temporary file behind', async () => {
       await index.record('app/a', 'v1', fps('shared'));
       await index.record('app/b', 'v9', fps('shared'), { keepVersionIds: ['v9'] });

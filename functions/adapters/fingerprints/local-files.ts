@@ -12,7 +12,8 @@ import type { FingerprintForm } from '#core/fingerprint.ts';
  *
  * Stores written before the buckets kept a directory per fingerprint (`<dir>/fingerprints/<fp>/`),
  * which was never removed: three new directories per rotation, forever, each an inode and a block.
- * Those hits are still found and forgotten, and their directory goes with the last of them.
+ * Those hits are still found and forgotten, and their directory goes with the last of them; the
+ * directories already left empty are removed by each process's first write (one readdir).
  *
  * Its file operations are synchronous, on purpose. Each is a metadata operation on a file of a few
  * dozen bytes that never waits for the disk (no fsync): 10–40 µs of kernel time. Through libuv's
@@ -23,12 +24,14 @@ import type { FingerprintForm } from '#core/fingerprint.ts';
  */
 export class LocalFileFingerprintIndex implements FingerprintIndex {
   private readonly root: string;
+  #legacySwept = false;
 
   constructor(options: { dir: string }) {
     this.root = join(options.dir, 'fingerprints');
   }
 
   async record(secretId: string, versionId: string, fingerprints: { form: FingerprintForm; value: string }[], options: { keepVersionIds?: string[] } = {}): Promise<void> {
+    this.sweepLegacy();
     const manifest = this.readManifest(secretId);
     const before = { ...manifest };
     manifest[versionId] = fingerprints.map((f) => f.value);
@@ -44,6 +47,7 @@ export class LocalFileFingerprintIndex implements FingerprintIndex {
   }
 
   async forget(secretId: string, keepVersionIds: string[]): Promise<void> {
+    this.sweepLegacy();
     const manifest = this.readManifest(secretId);
     const stale = Object.keys(manifest).filter((versionId) => !keepVersionIds.includes(versionId));
     if (!stale.length) return;
@@ -93,6 +97,30 @@ export class LocalFileFingerprintIndex implements FingerprintIndex {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       atomicWrite(path, text);
+    }
+  }
+
+  /**
+   * Removes the per-fingerprint directories of the old layout that are empty (their hits were
+   * forgotten before the buckets came). Once per process; a directory that still holds a hit stays
+   * until its last hit is forgotten (removeHit). Housekeeping: no error here fails the write.
+   */
+  private sweepLegacy(): void {
+    if (this.#legacySwept) return;
+    this.#legacySwept = true;
+    let names: string[];
+    try {
+      names = readdirSync(this.root);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (!/^[0-9a-f]{64}$/.test(name)) continue;
+      try {
+        rmdirSync(join(this.root, name));
+      } catch {
+        // not empty (a hit still there), or gone already
+      }
     }
   }
 
