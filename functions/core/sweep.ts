@@ -38,10 +38,9 @@ const SWEEP_ACTOR = 'schedule';
 /**
  * The schedule tick: for every managed secret (tag rekey:managed=true), finish an interrupted
  * rotation (locally) or report a stuck pending, or start a rotation when AWSCURRENT is older than
- * rekey:max-age, or push AWSCURRENT again to
- * consumers that did not get it (then revoke, if that was all that held the revoke back), or revoke
- * AWSPREVIOUS once its grace is over, or delete a credential a revoke only disabled once its second
- * grace is over. Bounded concurrency; one failing secret never stops the others.
+ * rekey:max-age, or push AWSCURRENT again to consumers that did not get it (then revoke, if that
+ * was all that held the revoke back), or revoke AWSPREVIOUS once its grace is over, or delete a
+ * credential a revoke only disabled once its second grace is over. Bounded concurrency; one failing secret never stops the others.
  */
 export async function sweep(deps: CoreDeps, trigger: RotationTrigger, options: SweepOptions): Promise<SweepReport> {
   const started = performance.now();
